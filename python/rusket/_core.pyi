@@ -1,0 +1,41 @@
+"""Type stubs for the native module ``rusket._core`` (kept in sync by hand; see tests)."""
+
+import numpy as np
+import numpy.typing as npt
+
+__version__: str
+
+# --- ALS (src/bindings/als.rs) ---------------------------------------------------------------
+
+def als_solve_side(
+    indptr: npt.NDArray[np.int64],
+    indices: npt.NDArray[np.int32],
+    data: npt.NDArray[np.float32],
+    fixed: npt.NDArray[np.float32],
+    target: npt.NDArray[np.float32],
+    *,
+    regularization: float,
+    solver: str,
+    cg_steps: int,
+    num_threads: int,
+) -> None: ...
+def als_loss(
+    indptr: npt.NDArray[np.int64],
+    indices: npt.NDArray[np.int32],
+    data: npt.NDArray[np.float32],
+    users: npt.NDArray[np.float32],
+    items: npt.NDArray[np.float32],
+    *,
+    regularization: float,
+    num_threads: int,
+) -> float: ...
+
+# (end of ALS section)
+
+# --- top-k scoring (src/bindings/topk.rs) ----------------------------------------------------
+
+# (end of top-k section)
+
+# --- PCA (src/bindings/pca.rs) ---------------------------------------------------------------
+
+# (end of PCA section)

@@ -1,0 +1,113 @@
+"""The one exporter: every public output is built as a ``pyarrow.Table`` and converted here.
+
+Models never carry their own format switch; they call :func:`convert`. Column names and types are
+the same in every format, so exports and recommendations join on ``user_id`` / ``item_id``.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import tempfile
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+
+from rusket._optional import require
+
+FORMATS = ("pandas", "polars", "arrow", "numpy", "spark")
+
+
+def check_format(format: str) -> str:
+    """Return ``format`` if it is supported, else raise a ``ValueError`` naming the choices."""
+    if not isinstance(format, str) or format not in FORMATS:
+        raise ValueError(f"format must be one of {', '.join(map(repr, FORMATS))}; got {format!r}")
+    return format
+
+
+def vectors_to_arrow(vectors: np.ndarray) -> pa.FixedSizeListArray:
+    """A ``(n, d)`` float32 matrix as an Arrow ``fixed_size_list<float32, d>`` array (no copy)."""
+    v = np.ascontiguousarray(vectors, dtype=np.float32)
+    if v.ndim != 2:
+        raise ValueError(f"vectors must be 2-d, got shape {v.shape}")
+    return pa.FixedSizeListArray.from_arrays(pa.array(v.reshape(-1)), v.shape[1])
+
+
+def _column_to_numpy(col: pa.ChunkedArray) -> np.ndarray:
+    if pa.types.is_fixed_size_list(col.type):
+        arr = col.combine_chunks()
+        flat = arr.flatten().to_numpy(zero_copy_only=False)
+        return flat.reshape(len(arr), col.type.list_size)
+    return col.to_numpy()
+
+
+def _spark_compatible(table: pa.Table) -> pa.Table:
+    """Spark takes variable-size lists; give it ``list<float32>`` (read back as ``array<float>``)."""
+    cols = []
+    for field, col in zip(table.schema, table.columns):
+        if pa.types.is_fixed_size_list(field.type):
+            col = col.cast(pa.list_(field.type.value_type))
+        cols.append(col)
+    return pa.table(cols, names=table.column_names)
+
+
+def get_spark() -> Any:
+    """The active SparkSession, or a new quiet local one (``local[*]``) when none is running.
+
+    Examples
+    --------
+    >>> spark = get_spark()  # doctest: +SKIP
+    """
+    require("pyspark")
+    from pyspark.sql import SparkSession
+
+    active = SparkSession.getActiveSession()
+    if active is not None:
+        return active
+    os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
+    os.environ.setdefault("PYSPARK_DRIVER_PYTHON", sys.executable)
+    os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
+    tmp = tempfile.mkdtemp(prefix="rusket-spark-")
+    return (
+        SparkSession.builder.master("local[*]")
+        .appName("rusket")
+        .config("spark.ui.enabled", "false")
+        .config("spark.ui.showConsoleProgress", "false")
+        .config("spark.sql.execution.arrow.pyspark.enabled", "true")
+        .config("spark.sql.warehouse.dir", os.path.join(tmp, "warehouse"))
+        .config(
+            "spark.driver.extraJavaOptions",
+            f"-XX:TieredStopAtLevel=1 -XX:+UseSerialGC -Dderby.system.home={tmp}",
+        )
+        .getOrCreate()
+    )
+
+
+def convert(table: pa.Table, format: str) -> Any:
+    """Turn an Arrow table into the requested format.
+
+    ``"numpy"`` gives a ``dict`` of column name to array (a fixed-size-list column becomes a 2-d
+    array); callers with a richer numpy contract (``batch_recommend``) build it themselves.
+
+    Examples
+    --------
+    >>> t = pa.table({"user_id": [1, 2], "score": [0.5, 0.25]})
+    >>> convert(t, "pandas").shape
+    (2, 2)
+    >>> convert(t, "numpy")["score"].tolist()
+    [0.5, 0.25]
+    """
+    check_format(format)
+    if format == "arrow":
+        return table
+    if format == "numpy":
+        return {name: _column_to_numpy(table[name]) for name in table.column_names}
+    if format == "pandas":
+        require("pandas")
+        return table.to_pandas()
+    if format == "polars":
+        pl = require("polars")
+        return pl.from_arrow(table)
+    spark = get_spark()
+    return spark.createDataFrame(_spark_compatible(table))

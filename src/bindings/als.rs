@@ -1,0 +1,74 @@
+//! ALS half-steps and loss for Python.
+
+use numpy::{PyReadonlyArray1, PyReadonlyArray2, PyReadwriteArray2, PyUntypedArrayMethods};
+use pyo3::exceptions::PyValueError;
+use pyo3::prelude::*;
+
+use super::{csr, slice2};
+use crate::kernels::als::{loss, solve_side, Solver};
+use crate::kernels::pool::with_threads;
+
+/// Recomputes every row of `target` in place with `fixed` held constant.
+/// `indptr/indices/data` is the CSR matrix whose rows are `target`'s rows and whose values are
+/// the confidences `c = 1 + alpha * r` of the observed pairs.
+#[pyfunction(name = "als_solve_side")]
+#[pyo3(signature = (indptr, indices, data, fixed, target, *, regularization, solver, cg_steps, num_threads))]
+#[allow(clippy::too_many_arguments)]
+fn als_solve_side_py(
+    py: Python<'_>,
+    indptr: PyReadonlyArray1<'_, i64>,
+    indices: PyReadonlyArray1<'_, i32>,
+    data: PyReadonlyArray1<'_, f32>,
+    fixed: PyReadonlyArray2<'_, f32>,
+    mut target: PyReadwriteArray2<'_, f32>,
+    regularization: f32,
+    solver: &str,
+    cg_steps: usize,
+    num_threads: usize,
+) -> PyResult<()> {
+    let solver = Solver::parse(solver, cg_steps)?;
+    let (fixed_s, n_cols, f) = slice2(&fixed, "fixed")?;
+    let m = csr(&indptr, &indices, &data, n_cols)?;
+    if target.shape()[1] != f {
+        return Err(PyValueError::new_err(format!(
+            "target has {} factors, fixed has {f}",
+            target.shape()[1]
+        )));
+    }
+    let target_s = target
+        .as_slice_mut()
+        .map_err(|_| PyValueError::new_err("target must be a C-contiguous array"))?;
+    py.detach(|| {
+        with_threads(num_threads, || solve_side(&m, fixed_s, target_s, f, regularization, solver))
+    })??;
+    Ok(())
+}
+
+/// The implicit-ALS training objective for the CSR matrix of confidences (users as rows).
+#[pyfunction(name = "als_loss")]
+#[pyo3(signature = (indptr, indices, data, users, items, *, regularization, num_threads))]
+#[allow(clippy::too_many_arguments)]
+fn als_loss_py(
+    py: Python<'_>,
+    indptr: PyReadonlyArray1<'_, i64>,
+    indices: PyReadonlyArray1<'_, i32>,
+    data: PyReadonlyArray1<'_, f32>,
+    users: PyReadonlyArray2<'_, f32>,
+    items: PyReadonlyArray2<'_, f32>,
+    regularization: f32,
+    num_threads: usize,
+) -> PyResult<f64> {
+    let (items_s, n_items, f) = slice2(&items, "items")?;
+    let (users_s, _, fu) = slice2(&users, "users")?;
+    if fu != f {
+        return Err(PyValueError::new_err(format!("users have {fu} factors, items have {f}")));
+    }
+    let m = csr(&indptr, &indices, &data, n_items)?;
+    Ok(py.detach(|| with_threads(num_threads, || loss(&m, users_s, items_s, f, regularization)))??)
+}
+
+pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    m.add_function(wrap_pyfunction!(als_solve_side_py, m)?)?;
+    m.add_function(wrap_pyfunction!(als_loss_py, m)?)?;
+    Ok(())
+}

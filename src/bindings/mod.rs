@@ -1,0 +1,47 @@
+//! The Python-facing wrappers: borrow numpy arrays, check shapes, release the GIL, call a kernel.
+
+pub mod als;
+pub mod pca;
+pub mod topk;
+
+use numpy::{PyReadonlyArray1, PyReadonlyArray2, PyUntypedArrayMethods};
+use pyo3::exceptions::PyValueError;
+use pyo3::prelude::*;
+
+use crate::kernels::csr::CsrView;
+
+/// A contiguous slice of a 1-d array, or a `ValueError` naming the argument.
+pub(crate) fn slice1<'a, T: numpy::Element>(
+    a: &'a PyReadonlyArray1<'_, T>,
+    name: &str,
+) -> PyResult<&'a [T]> {
+    a.as_slice()
+        .map_err(|_| PyValueError::new_err(format!("{name} must be a C-contiguous array")))
+}
+
+/// `(slice, rows, cols)` of a C-contiguous 2-d array.
+pub(crate) fn slice2<'a, T: numpy::Element>(
+    a: &'a PyReadonlyArray2<'_, T>,
+    name: &str,
+) -> PyResult<(&'a [T], usize, usize)> {
+    let shape = a.shape();
+    let s = a
+        .as_slice()
+        .map_err(|_| PyValueError::new_err(format!("{name} must be a C-contiguous array")))?;
+    Ok((s, shape[0], shape[1]))
+}
+
+/// A checked CSR view over three borrowed arrays.
+pub(crate) fn csr<'a>(
+    indptr: &'a PyReadonlyArray1<'_, i64>,
+    indices: &'a PyReadonlyArray1<'_, i32>,
+    data: &'a PyReadonlyArray1<'_, f32>,
+    n_cols: usize,
+) -> PyResult<CsrView<'a>> {
+    Ok(CsrView::new(
+        slice1(indptr, "indptr")?,
+        slice1(indices, "indices")?,
+        slice1(data, "data")?,
+        n_cols,
+    )?)
+}

@@ -1,0 +1,489 @@
+//! Implicit-feedback ALS (Hu, Koren, Volinsky 2008) half-steps and the training loss.
+//!
+//! One half-step recomputes every row `x_u` of `target` with the other side's factors `Y` fixed:
+//!
+//!   x_u = (YᵀY + Yᵀ(C_u − I)Y + λI)⁻¹ Yᵀ C_u p_u
+//!
+//! where the CSR row of user `u` holds the confidences `c_ui` of the observed pairs (preference
+//! `p_ui = 1` there, 0 elsewhere with confidence 1). `YᵀY` is shared by all rows, so a row only
+//! touches its own observed items. Two solvers:
+//! * `Cholesky`: builds the `f x f` system in f64 and solves it exactly, O(f² n_u + f³);
+//! * `Cg { steps }`: a few conjugate-gradient steps warm-started from the current `x_u`
+//!   (Takács, Pilászy, Tikk 2011), O(f n_u + f²) per step.
+//!
+//! Every row is independent, so the result does not depend on the number of threads.
+
+use rayon::prelude::*;
+
+use crate::error::{shape_err, CoreError, CoreResult};
+use crate::kernels::csr::CsrView;
+use crate::kernels::vecops::{axpy, dot, symv};
+use crate::multiversion;
+
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum Solver {
+    Cg { steps: usize },
+    Cholesky,
+}
+
+impl Solver {
+    pub fn parse(name: &str, cg_steps: usize) -> CoreResult<Self> {
+        match name {
+            "cg" if cg_steps >= 1 => Ok(Solver::Cg { steps: cg_steps }),
+            "cg" => Err(CoreError::Value("cg_steps must be >= 1".into())),
+            "cholesky" => Ok(Solver::Cholesky),
+            other => Err(CoreError::Value(format!(
+                "unknown solver {other:?}: expected \"cg\" or \"cholesky\""
+            ))),
+        }
+    }
+}
+
+/// Rows per block when summing over rows; fixed so that sums do not depend on the thread count.
+const BLOCK_ROWS: usize = 1024;
+
+fn check_factors(name: &str, m: &[f32], n_rows: usize, f: usize) -> CoreResult<()> {
+    if f == 0 {
+        return shape_err("factors must be >= 1");
+    }
+    if m.len() != n_rows * f {
+        return shape_err(format!(
+            "{name} has {} values, expected {n_rows} rows x {f} factors",
+            m.len()
+        ));
+    }
+    Ok(())
+}
+
+/// `YᵀY` in f64 (row-major `f x f`), summed over fixed blocks of rows in a fixed order.
+pub fn gramian(y: &[f32], f: usize) -> Vec<f64> {
+    let partial: Vec<Vec<f64>> = y
+        .par_chunks(BLOCK_ROWS * f)
+        .map(|block| {
+            let mut g = vec![0.0f64; f * f];
+            for row in block.chunks_exact(f) {
+                for a in 0..f {
+                    let ra = row[a] as f64;
+                    if ra == 0.0 {
+                        continue;
+                    }
+                    let ga = &mut g[a * f..(a + 1) * f];
+                    for (gab, rb) in ga[a..].iter_mut().zip(&row[a..]) {
+                        *gab += ra * *rb as f64;
+                    }
+                }
+            }
+            g
+        })
+        .collect();
+    let mut g = vec![0.0f64; f * f];
+    for p in partial {
+        for (gi, pi) in g.iter_mut().zip(p) {
+            *gi += pi;
+        }
+    }
+    // Mirror the upper triangle.
+    for a in 0..f {
+        for b in 0..a {
+            g[a * f + b] = g[b * f + a];
+        }
+    }
+    g
+}
+
+/// Recomputes every row of `target` (`n_rows x f`) from `fixed` (`n_cols x f`).
+pub fn solve_side(
+    csr: &CsrView<'_>,
+    fixed: &[f32],
+    target: &mut [f32],
+    f: usize,
+    regularization: f32,
+    solver: Solver,
+) -> CoreResult<()> {
+    check_factors("fixed factors", fixed, csr.n_cols, f)?;
+    check_factors("target factors", target, csr.n_rows(), f)?;
+    if csr.data.len() != csr.indices.len() {
+        return shape_err("the interaction matrix needs one confidence per stored entry");
+    }
+    if !(regularization >= 0.0) || !regularization.is_finite() {
+        return Err(CoreError::Value("regularization must be a finite number >= 0".into()));
+    }
+    let g64 = gramian(fixed, f);
+    let failures = std::sync::atomic::AtomicUsize::new(0);
+    match solver {
+        Solver::Cg { steps } => {
+            let mut g = vec![0.0f32; f * f];
+            for (a, b) in g.iter_mut().zip(&g64) {
+                *a = *b as f32;
+            }
+            target.par_chunks_mut(f).enumerate().for_each_init(
+                || vec![0.0f32; 3 * f],
+                |scratch, (u, x)| {
+                    let (idx, conf) = csr.row(u);
+                    cg_row(&g, fixed, idx, conf, x, regularization, steps, scratch);
+                },
+            );
+        }
+        Solver::Cholesky => {
+            target.par_chunks_mut(f).enumerate().for_each_init(
+                || vec![0.0f64; f * f + f],
+                |scratch, (u, x)| {
+                    let (idx, conf) = csr.row(u);
+                    if !cholesky_row(&g64, fixed, idx, conf, x, regularization as f64, scratch) {
+                        failures.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    }
+                },
+            );
+        }
+    }
+    let failed = failures.into_inner();
+    if failed > 0 {
+        return Err(CoreError::Value(format!(
+            "the Cholesky system of {failed} row(s) is singular; use regularization > 0"
+        )));
+    }
+    Ok(())
+}
+
+multiversion!(fn cg_row(
+    g: &[f32], y: &[f32], idx: &[i32], conf: &[f32], x: &mut [f32], reg: f32, steps: usize,
+    scratch: &mut [f32],
+) => cg_row_body);
+
+#[inline(always)]
+#[allow(clippy::too_many_arguments)]
+fn cg_row_body(
+    g: &[f32],
+    y: &[f32],
+    idx: &[i32],
+    conf: &[f32],
+    x: &mut [f32],
+    reg: f32,
+    steps: usize,
+    scratch: &mut [f32],
+) {
+    let f = x.len();
+    if idx.is_empty() {
+        // No observed item: the exact solution of the system is 0.
+        x.iter_mut().for_each(|v| *v = 0.0);
+        return;
+    }
+    let (r, rest) = scratch.split_at_mut(f);
+    let (p, ap) = rest.split_at_mut(f);
+    // r = b − A x = Σ_i (c_i − (c_i − 1) y_i·x) y_i − YᵀY x − λ x
+    symv(g, x, r);
+    for (ri, xi) in r.iter_mut().zip(x.iter()) {
+        *ri = -*ri - reg * xi;
+    }
+    for (&i, &c) in idx.iter().zip(conf) {
+        let yi = &y[i as usize * f..(i as usize + 1) * f];
+        let s = dot(yi, x);
+        axpy(c - (c - 1.0) * s, yi, r);
+    }
+    p.copy_from_slice(r);
+    let mut rs = dot(r, r);
+    for _ in 0..steps {
+        if rs <= 1e-20 {
+            break;
+        }
+        // Ap = (YᵀY + λI) p + Σ_i (c_i − 1)(y_i·p) y_i
+        symv(g, p, ap);
+        axpy(reg, p, ap);
+        for (&i, &c) in idx.iter().zip(conf) {
+            let yi = &y[i as usize * f..(i as usize + 1) * f];
+            axpy((c - 1.0) * dot(yi, p), yi, ap);
+        }
+        let pap = dot(p, ap);
+        if !(pap > 0.0) {
+            break;
+        }
+        let a = rs / pap;
+        axpy(a, p, x);
+        axpy(-a, ap, r);
+        let rs_new = dot(r, r);
+        let beta = rs_new / rs;
+        for (pi, ri) in p.iter_mut().zip(r.iter()) {
+            *pi = ri + beta * *pi;
+        }
+        rs = rs_new;
+    }
+}
+
+/// Exact solve of one row in f64. Returns false when the system is not positive definite.
+#[inline]
+fn cholesky_row(
+    g: &[f64],
+    y: &[f32],
+    idx: &[i32],
+    conf: &[f32],
+    x: &mut [f32],
+    reg: f64,
+    scratch: &mut [f64],
+) -> bool {
+    let f = x.len();
+    if idx.is_empty() {
+        x.iter_mut().for_each(|v| *v = 0.0);
+        return true;
+    }
+    let (a, b) = scratch.split_at_mut(f * f);
+    a.copy_from_slice(g);
+    for d in 0..f {
+        a[d * f + d] += reg;
+    }
+    b.iter_mut().for_each(|v| *v = 0.0);
+    for (&i, &c) in idx.iter().zip(conf) {
+        let yi = &y[i as usize * f..(i as usize + 1) * f];
+        let (c, w) = (c as f64, c as f64 - 1.0);
+        for r in 0..f {
+            let wr = w * yi[r] as f64;
+            b[r] += c * yi[r] as f64;
+            // Lower triangle only; the factorisation reads nothing else.
+            for (arc, yc) in a[r * f..r * f + r + 1].iter_mut().zip(&yi[..=r]) {
+                *arc += wr * *yc as f64;
+            }
+        }
+    }
+    if !cholesky_in_place(a, f) {
+        return false;
+    }
+    cholesky_solve(a, f, b);
+    for (xi, bi) in x.iter_mut().zip(b.iter()) {
+        *xi = *bi as f32;
+    }
+    true
+}
+
+/// Lower Cholesky factor `L` (with `A = L Lᵀ`) written over the lower triangle of `a`.
+pub fn cholesky_in_place(a: &mut [f64], f: usize) -> bool {
+    for j in 0..f {
+        let mut d = a[j * f + j];
+        for k in 0..j {
+            d -= a[j * f + k] * a[j * f + k];
+        }
+        if !(d > 0.0) || !d.is_finite() {
+            return false;
+        }
+        let d = d.sqrt();
+        a[j * f + j] = d;
+        for i in j + 1..f {
+            let mut s = a[i * f + j];
+            for k in 0..j {
+                s -= a[i * f + k] * a[j * f + k];
+            }
+            a[i * f + j] = s / d;
+        }
+    }
+    true
+}
+
+/// Solves `L Lᵀ x = b` in place given the factor from `cholesky_in_place`.
+pub fn cholesky_solve(l: &[f64], f: usize, b: &mut [f64]) {
+    for i in 0..f {
+        let mut s = b[i];
+        for k in 0..i {
+            s -= l[i * f + k] * b[k];
+        }
+        b[i] = s / l[i * f + i];
+    }
+    for i in (0..f).rev() {
+        let mut s = b[i];
+        for k in i + 1..f {
+            s -= l[k * f + i] * b[k];
+        }
+        b[i] = s / l[i * f + i];
+    }
+}
+
+/// The training objective
+/// Σ_u,i c_ui (p_ui − x_u·y_i)² + λ (Σ_u |x_u|² + Σ_i |y_i|²),
+/// computed without touching unobserved pairs: Σ_u x_uᵀ(YᵀY)x_u + Σ_observed (c(1−s)² − s²).
+pub fn loss(
+    csr: &CsrView<'_>,
+    users: &[f32],
+    items: &[f32],
+    f: usize,
+    regularization: f32,
+) -> CoreResult<f64> {
+    check_factors("user factors", users, csr.n_rows(), f)?;
+    check_factors("item factors", items, csr.n_cols, f)?;
+    if csr.data.len() != csr.indices.len() {
+        return shape_err("the interaction matrix needs one confidence per stored entry");
+    }
+    let g = gramian(items, f);
+    let blocks: Vec<f64> = users
+        .par_chunks(BLOCK_ROWS * f)
+        .enumerate()
+        .map(|(blk, rows)| {
+            let mut total = 0.0f64;
+            for (k, x) in rows.chunks_exact(f).enumerate() {
+                let u = blk * BLOCK_ROWS + k;
+                let mut quad = 0.0f64;
+                for a in 0..f {
+                    let ga = &g[a * f..(a + 1) * f];
+                    let s: f64 = ga.iter().zip(x).map(|(gv, xv)| gv * *xv as f64).sum();
+                    quad += s * x[a] as f64;
+                }
+                total += quad;
+                let (idx, conf) = csr.row(u);
+                for (&i, &c) in idx.iter().zip(conf) {
+                    let yi = &items[i as usize * f..(i as usize + 1) * f];
+                    let s: f64 = yi.iter().zip(x).map(|(a, b)| *a as f64 * *b as f64).sum();
+                    total += c as f64 * (1.0 - s) * (1.0 - s) - s * s;
+                }
+            }
+            total
+        })
+        .collect();
+    let sq = |m: &[f32]| m.iter().map(|v| (*v as f64) * (*v as f64)).sum::<f64>();
+    Ok(blocks.iter().sum::<f64>() + regularization as f64 * (sq(users) + sq(items)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn lcg(seed: &mut u64) -> f32 {
+        *seed = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+        ((*seed >> 33) as f32 / (1u64 << 31) as f32) - 0.5
+    }
+
+    /// A dense, obvious reference for one row: build A and b, solve with Gaussian elimination.
+    fn dense_row(y: &[f32], f: usize, idx: &[i32], conf: &[f32], reg: f64) -> Vec<f64> {
+        let n_items = y.len() / f;
+        let mut a = vec![0.0f64; f * f];
+        let mut b = vec![0.0f64; f];
+        for i in 0..n_items {
+            let pos = idx.iter().position(|&c| c as usize == i);
+            let (c, p) = pos.map_or((1.0, 0.0), |k| (conf[k] as f64, 1.0));
+            for r in 0..f {
+                b[r] += c * p * y[i * f + r] as f64;
+                for s in 0..f {
+                    a[r * f + s] += c * y[i * f + r] as f64 * y[i * f + s] as f64;
+                }
+            }
+        }
+        for d in 0..f {
+            a[d * f + d] += reg;
+        }
+        // Gaussian elimination with partial pivoting.
+        for col in 0..f {
+            let piv = (col..f).max_by(|&p, &q| a[p * f + col].abs().total_cmp(&a[q * f + col].abs())).unwrap();
+            for k in 0..f {
+                a.swap(col * f + k, piv * f + k);
+            }
+            b.swap(col, piv);
+            for r in col + 1..f {
+                let m = a[r * f + col] / a[col * f + col];
+                for k in col..f {
+                    a[r * f + k] -= m * a[col * f + k];
+                }
+                b[r] -= m * b[col];
+            }
+        }
+        for r in (0..f).rev() {
+            let mut s = b[r];
+            for k in r + 1..f {
+                s -= a[r * f + k] * b[k];
+            }
+            b[r] = s / a[r * f + r];
+        }
+        b
+    }
+
+    #[test]
+    fn cholesky_and_many_cg_steps_match_the_dense_solution() {
+        let (n_users, n_items, f) = (4, 7, 5);
+        let mut seed = 7u64;
+        let y: Vec<f32> = (0..n_items * f).map(|_| lcg(&mut seed)).collect();
+        let indptr = [0i64, 3, 3, 4, 7];
+        let indices = [0i32, 2, 6, 1, 0, 3, 5];
+        let data = [3.0f32, 1.0, 10.0, 2.0, 41.0, 1.5, 1.0];
+        let csr = CsrView::new(&indptr, &indices, &data, n_items).unwrap();
+        let mut chol = vec![0.1f32; n_users * f];
+        solve_side(&csr, &y, &mut chol, f, 0.1, Solver::Cholesky).unwrap();
+        let mut cg: Vec<f32> = (0..n_users * f).map(|_| lcg(&mut seed)).collect();
+        for _ in 0..5 {
+            solve_side(&csr, &y, &mut cg, f, 0.1, Solver::Cg { steps: f }).unwrap();
+        }
+        for u in 0..n_users {
+            let (idx, conf) = csr.row(u);
+            let want = dense_row(&y, f, idx, conf, 0.1);
+            for k in 0..f {
+                assert!((chol[u * f + k] as f64 - want[k]).abs() < 1e-4, "chol u={u} k={k}");
+                assert!((cg[u * f + k] as f64 - want[k]).abs() < 1e-3, "cg u={u} k={k}");
+            }
+        }
+        // The empty row is exactly zero.
+        assert!(chol[f..2 * f].iter().all(|v| *v == 0.0));
+    }
+
+    #[test]
+    fn results_do_not_depend_on_thread_count() {
+        let (n_users, n_items, f) = (300, 50, 8);
+        let mut seed = 11u64;
+        let y: Vec<f32> = (0..n_items * f).map(|_| lcg(&mut seed)).collect();
+        let mut indptr = vec![0i64];
+        let mut indices = vec![];
+        for u in 0..n_users {
+            for i in 0..n_items {
+                if (u * 7 + i * 3) % 11 == 0 {
+                    indices.push(i as i32);
+                }
+            }
+            indptr.push(indices.len() as i64);
+        }
+        let data = vec![5.0f32; indices.len()];
+        let csr = CsrView::new(&indptr, &indices, &data, n_items).unwrap();
+        let init: Vec<f32> = (0..n_users * f).map(|_| lcg(&mut seed)).collect();
+        let run = |threads: usize| {
+            let mut x = init.clone();
+            crate::kernels::pool::with_threads(threads, || {
+                solve_side(&csr, &y, &mut x, f, 0.05, Solver::Cg { steps: 3 }).unwrap()
+            })
+            .unwrap();
+            x
+        };
+        assert_eq!(run(1), run(2));
+    }
+
+    #[test]
+    fn singular_systems_and_bad_shapes_are_errors() {
+        let y = vec![1.0f32, 0.0, 1.0, 0.0]; // rank-1 item matrix, f = 2
+        let csr = CsrView::new(&[0, 1], &[0], &[2.0], 2).unwrap();
+        let mut x = vec![0.0f32; 2];
+        assert!(solve_side(&csr, &y, &mut x, 2, 0.0, Solver::Cholesky).is_err());
+        let mut short = vec![0.0f32; 1];
+        assert!(solve_side(&csr, &y, &mut short, 2, 0.1, Solver::Cholesky).is_err());
+        assert!(solve_side(&csr, &y, &mut x, 2, f32::NAN, Solver::Cholesky).is_err());
+        assert!(Solver::parse("lu", 3).is_err());
+        assert!(Solver::parse("cg", 0).is_err());
+    }
+
+    #[test]
+    fn loss_matches_the_dense_definition() {
+        let (n_users, n_items, f) = (3, 4, 2);
+        let mut seed = 3u64;
+        let x: Vec<f32> = (0..n_users * f).map(|_| lcg(&mut seed)).collect();
+        let y: Vec<f32> = (0..n_items * f).map(|_| lcg(&mut seed)).collect();
+        let indptr = [0i64, 2, 2, 3];
+        let indices = [1i32, 3, 0];
+        let data = [4.0f32, 2.0, 9.0];
+        let csr = CsrView::new(&indptr, &indices, &data, n_items).unwrap();
+        let mut want = 0.0f64;
+        for u in 0..n_users {
+            let (idx, conf) = csr.row(u);
+            for i in 0..n_items {
+                let s: f64 = (0..f).map(|k| x[u * f + k] as f64 * y[i * f + k] as f64).sum();
+                let (c, p) = idx
+                    .iter()
+                    .position(|&c| c as usize == i)
+                    .map_or((1.0, 0.0), |k| (conf[k] as f64, 1.0));
+                want += c * (p - s) * (p - s);
+            }
+        }
+        let reg = 0.3f64;
+        want += reg * x.iter().chain(&y).map(|v| (*v as f64).powi(2)).sum::<f64>();
+        let got = loss(&csr, &x, &y, f, reg as f32).unwrap();
+        assert!((got - want).abs() < 1e-5 * want.abs().max(1.0), "{got} vs {want}");
+    }
+}

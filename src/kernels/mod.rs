@@ -1,0 +1,8 @@
+//! Pure Rust numerics: no pyo3 in here, so `cargo test` exercises them directly.
+
+pub mod als;
+pub mod csr;
+pub mod pca;
+pub mod pool;
+pub mod topk;
+pub mod vecops;

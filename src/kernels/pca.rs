@@ -1,0 +1,1 @@
+//! pca kernel (being written).
