@@ -35,6 +35,9 @@ fn als_solve_side_py(
             target.shape()[1]
         )));
     }
+    if !target.is_c_contiguous() {
+        return Err(PyValueError::new_err("target must be a C-contiguous array"));
+    }
     let target_s = target
         .as_slice_mut()
         .map_err(|_| PyValueError::new_err("target must be a C-contiguous array"))?;

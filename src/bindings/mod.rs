@@ -25,6 +25,11 @@ pub(crate) fn slice2<'a, T: numpy::Element>(
     name: &str,
 ) -> PyResult<(&'a [T], usize, usize)> {
     let shape = a.shape();
+    if !a.is_c_contiguous() {
+        return Err(PyValueError::new_err(format!(
+            "{name} must be a C-contiguous array (use np.ascontiguousarray)"
+        )));
+    }
     let s = a
         .as_slice()
         .map_err(|_| PyValueError::new_err(format!("{name} must be a C-contiguous array")))?;
