@@ -24,6 +24,7 @@ demo: build
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check python tests benchmarks examples
+	$(VENV)/bin/ruff format --check -q python tests benchmarks examples
 	cargo clippy --release --all-targets -q -- -D warnings
 
 cargo-test: $(STAMP)

@@ -25,10 +25,9 @@ import numpy as np
 import scipy.sparse as sp
 
 sys.path.insert(0, str(Path(__file__).parent))
-import datasets  # noqa: E402
-
-import rusket  # noqa: E402
-from rusket import _core  # noqa: E402
+import datasets
+import rusket
+from rusket import _core
 
 THREADS = 2
 
@@ -55,8 +54,13 @@ def train_implicit(train: sp.csr_matrix, factors, iterations, alpha, regularizat
     from implicit.cpu.als import AlternatingLeastSquares
 
     model = AlternatingLeastSquares(
-        factors=factors, regularization=regularization, alpha=alpha, iterations=iterations,
-        random_state=0, num_threads=THREADS, calculate_training_loss=False,
+        factors=factors,
+        regularization=regularization,
+        alpha=alpha,
+        iterations=iterations,
+        random_state=0,
+        num_threads=THREADS,
+        calculate_training_loss=False,
     )
     t = time.perf_counter()
     model.fit(train, show_progress=False)
@@ -67,8 +71,10 @@ def run(name: str, df, repeats: int, factors=64, iterations=15, alpha=40.0, reg=
     m, _, _ = datasets.to_csr(df)
     train, test = datasets.holdout(m, 0.2, seed=0)
     train = train.astype(np.float32)
-    print(f"\n== {name}: {m.shape[0]:,} users x {m.shape[1]:,} items, {train.nnz:,} train pairs; "
-          f"factors={factors} iterations={iterations} alpha={alpha} regularization={reg}")
+    print(
+        f"\n== {name}: {m.shape[0]:,} users x {m.shape[1]:,} items, {train.nnz:,} train pairs; "
+        f"factors={factors} iterations={iterations} alpha={alpha} regularization={reg}"
+    )
     hp = {"factors": factors, "iterations": iterations, "alpha": alpha, "regularization": reg}
     t_r, t_i = [], []
     for _ in range(repeats):
@@ -81,13 +87,16 @@ def run(name: str, df, repeats: int, factors=64, iterations=15, alpha=40.0, reg=
     nd_r = datasets.ndcg_at_k(top_items(ur, vr, train, 10), test, 10)
     nd_i = datasets.ndcg_at_k(top_items(ui, vi, train, 10), test, 10)
     nd_p = datasets.ndcg_at_k(datasets.popularity_top(train, 10), test, 10)
-    _, ul, vl = train_rusket(train, **{**hp, "alpha": 1.0, "regularization": 1.0},
-                             confidence="log")
+    _, ul, vl = train_rusket(train, **{**hp, "alpha": 1.0, "regularization": 1.0}, confidence="log")
     nd_l = datasets.ndcg_at_k(top_items(ul, vl, train, 10), test, 10)
-    print(f"  median training time: rusket {mr:.2f} s, implicit {mi:.2f} s "
-          f"-> rusket is {mi / mr:.2f}x faster ({repeats} runs)")
-    print(f"  nDCG@10: rusket {nd_r:.4f}  implicit {nd_i:.4f}  popularity {nd_p:.4f}  "
-          f"| rusket confidence='log' alpha=1 reg=1: {nd_l:.4f}")
+    print(
+        f"  median training time: rusket {mr:.2f} s, implicit {mi:.2f} s "
+        f"-> rusket is {mi / mr:.2f}x faster ({repeats} runs)"
+    )
+    print(
+        f"  nDCG@10: rusket {nd_r:.4f}  implicit {nd_i:.4f}  popularity {nd_p:.4f}  "
+        f"| rusket confidence='log' alpha=1 reg=1: {nd_l:.4f}"
+    )
 
 
 def main() -> None:

@@ -61,8 +61,17 @@ def movielens_100k() -> pd.DataFrame:
     wheels = sorted(CACHE.glob("recbole-1.2.1-*.whl"))
     if not wheels:
         subprocess.run(
-            [sys.executable, "-m", "pip", "download", "--no-deps", "-q", "-d", str(CACHE),
-             "recbole==1.2.1"],
+            [
+                sys.executable,
+                "-m",
+                "pip",
+                "download",
+                "--no-deps",
+                "-q",
+                "-d",
+                str(CACHE),
+                "recbole==1.2.1",
+            ],
             check=True,
         )
         wheels = sorted(CACHE.glob("recbole-1.2.1-*.whl"))
@@ -90,7 +99,9 @@ def to_csr(df: pd.DataFrame) -> tuple[sp.csr_matrix, np.ndarray, np.ndarray]:
     return m, users, items
 
 
-def holdout(m: sp.csr_matrix, frac: float = 0.2, seed: int = 0) -> tuple[sp.csr_matrix, sp.csr_matrix]:
+def holdout(
+    m: sp.csr_matrix, frac: float = 0.2, seed: int = 0
+) -> tuple[sp.csr_matrix, sp.csr_matrix]:
     """Per-user split: ``frac`` of each user's items (at least one, when the user has >= 2) go to
     the test matrix, the rest to training. Same shape for both."""
     rng = np.random.default_rng(seed)

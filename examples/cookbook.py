@@ -12,7 +12,6 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-
 import rusket
 
 OUT = Path(os.environ.get("RUSKET_OUT", "out"))
@@ -37,8 +36,10 @@ t = time.perf_counter()
 als = rusket.ALS(factors=64, iterations=15, alpha=40.0, seed=42).from_transactions(
     purchases, transaction_col="customer_id", item_col="article_id", rating_col="sales_amount"
 )
-print(f"fitted {als!r} on {len(purchases):,} order lines in {time.perf_counter() - t:.2f} s: "
-      f"{len(als.user_labels):,} customers x {len(als.item_labels):,} articles")
+print(
+    f"fitted {als!r} on {len(purchases):,} order lines in {time.perf_counter() - t:.2f} s: "
+    f"{len(als.user_labels):,} customers x {len(als.item_labels):,} articles"
+)
 
 section("2. Recommendations for one customer")
 items, scores = als.recommend_items(user=17, n=10)

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import itertools
+
 import numpy as np
 import pandas as pd
 import pytest
-import scipy.sparse as sp
-
 import rusket
+import scipy.sparse as sp
 from rusket import _core
+
 from tests import reference
 
 
@@ -47,8 +49,9 @@ def test_cholesky_half_step_equals_dense_solve(n_users, n_items, f):
     rng = np.random.default_rng(3)
     fixed = rng.standard_normal((n_items, f)).astype(np.float32)
     target = rng.standard_normal((n_users, f)).astype(np.float32)
-    _core.als_solve_side(*_csr(conf), fixed, target, regularization=0.1, solver="cholesky",
-                         cg_steps=1, num_threads=0)
+    _core.als_solve_side(
+        *_csr(conf), fixed, target, regularization=0.1, solver="cholesky", cg_steps=1, num_threads=0
+    )
     want = reference.als_half_step(conf, fixed, 0.1)
     np.testing.assert_allclose(target, want, rtol=1e-4, atol=1e-4)
 
@@ -60,8 +63,9 @@ def test_empty_rows_get_zero_vectors_and_cg_converges_to_the_exact_solution():
     want = reference.als_half_step(conf, fixed, 0.5)
     x = rng.standard_normal((40, 6)).astype(np.float32)
     for _ in range(8):  # CG with f steps from a warm start converges to the solve
-        _core.als_solve_side(*_csr(conf), fixed, x, regularization=0.5, solver="cg",
-                             cg_steps=6, num_threads=2)
+        _core.als_solve_side(
+            *_csr(conf), fixed, x, regularization=0.5, solver="cg", cg_steps=6, num_threads=2
+        )
     np.testing.assert_allclose(x, want, rtol=1e-3, atol=1e-3)
     assert not x[[0, 7, 39]].any()
 
@@ -83,20 +87,28 @@ def test_kernel_rejects_inconsistent_arrays_with_value_error():
     with pytest.raises(ValueError, match="factors"):
         _core.als_solve_side(indptr, indices, data, fixed, np.zeros((5, 2), np.float32), **kw)
     with pytest.raises(ValueError, match="outside"):
-        _core.als_solve_side(indptr, indices, data, np.zeros((1, 3), np.float32),
-                             np.zeros((5, 3), np.float32), **kw)
+        _core.als_solve_side(
+            indptr, indices, data, np.zeros((1, 3), np.float32), np.zeros((5, 3), np.float32), **kw
+        )
     with pytest.raises(ValueError, match="indptr"):
-        _core.als_solve_side(indptr[:-1], indices, data, fixed, np.zeros((4, 3), np.float32),
-                             **kw)
+        _core.als_solve_side(indptr[:-1], indices, data, fixed, np.zeros((4, 3), np.float32), **kw)
     with pytest.raises(ValueError, match="contiguous"):
-        _core.als_solve_side(indptr, indices, data, np.zeros((3, 8), np.float32).T,
-                             np.zeros((5, 3), np.float32), **kw)
+        _core.als_solve_side(
+            indptr,
+            indices,
+            data,
+            np.zeros((3, 8), np.float32).T,
+            np.zeros((5, 3), np.float32),
+            **kw,
+        )
     with pytest.raises(ValueError, match="solver"):
-        _core.als_solve_side(indptr, indices, data, fixed, np.zeros((5, 3), np.float32),
-                             **{**kw, "solver": "lu"})
+        _core.als_solve_side(
+            indptr, indices, data, fixed, np.zeros((5, 3), np.float32), **{**kw, "solver": "lu"}
+        )
     with pytest.raises(TypeError):
-        _core.als_solve_side(indptr, indices, data.astype(np.float64), fixed,
-                             np.zeros((5, 3), np.float32), **kw)
+        _core.als_solve_side(
+            indptr, indices, data.astype(np.float64), fixed, np.zeros((5, 3), np.float32), **kw
+        )
 
 
 # --- training behaviour ------------------------------------------------------------------------
@@ -109,7 +121,7 @@ def test_exact_als_loss_never_increases(purchases):
         .training_loss()
         for k in (1, 2, 4, 8)
     ]
-    assert all(b <= a * (1 + 1e-6) for a, b in zip(losses, losses[1:])), losses
+    assert all(b <= a * (1 + 1e-6) for a, b in itertools.pairwise(losses)), losses
     assert losses[-1] < 0.9 * losses[0]
 
 
@@ -125,9 +137,7 @@ def test_progress_records_a_falling_loss(purchases, capsys):
 
 
 @pytest.mark.parametrize("factors", [8, 32])
-@pytest.mark.parametrize(
-    ("rating_col", "confidence"), [(None, "linear"), ("sales_amount", "log")]
-)
+@pytest.mark.parametrize(("rating_col", "confidence"), [(None, "linear"), ("sales_amount", "log")])
 def test_cg_ends_within_one_percent_of_cholesky(purchases, factors, rating_col, confidence):
     # Both solvers converge here. (With raw sales amounts at alpha=40 the confidences reach the
     # thousands and neither solver has converged after 15 sweeps; see the issue note.)
@@ -208,13 +218,15 @@ def test_log_confidence_is_used_when_asked(purchases):
 def test_cookbook_section_runs_as_written():
     purchases = pd.DataFrame(
         {
-            "customer_id": np.random.randint(0, 1000, size=5000),
-            "article_id": np.random.randint(0, 500, size=5000),
-            "sales_amount": np.random.exponential(50, size=5000),
+            "customer_id": np.random.randint(0, 1000, size=5000),  # noqa: NPY002
+            "article_id": np.random.randint(0, 500, size=5000),  # noqa: NPY002
+            "sales_amount": np.random.exponential(50, size=5000),  # noqa: NPY002
         }
     )
     als = rusket.ALS(factors=64, iterations=15, alpha=40.0, seed=42).from_transactions(
-        purchases, transaction_col="customer_id", item_col="article_id",
+        purchases,
+        transaction_col="customer_id",
+        item_col="article_id",
         rating_col="sales_amount",
     )
     user = purchases["customer_id"].iloc[0]
@@ -263,12 +275,18 @@ def test_labels_in_and_out_and_unknown_labels(small_purchases):
     assert "a03" not in sims.tolist() and np.all(cos <= 1.0 + 1e-5)
     np.testing.assert_allclose(
         cos[0],
-        _cos(als.item_factors[als.item_labels.tolist().index(sims[0])],
-             als.item_factors[als.item_labels.tolist().index("a03")]),
+        _cos(
+            als.item_factors[als.item_labels.tolist().index(sims[0])],
+            als.item_factors[als.item_labels.tolist().index("a03")],
+        ),
         rtol=1e-5,
     )
-    for call, label in [(als.recommend_items, "nobody"), (als.recommend_users, "a99"),
-                        (als.similar_items, "zzz"), (als.recommend_items, 17)]:
+    for call, label in [
+        (als.recommend_items, "nobody"),
+        (als.recommend_users, "a99"),
+        (als.similar_items, "zzz"),
+        (als.recommend_items, 17),
+    ]:
         with pytest.raises(KeyError):
             call(label)
     with pytest.raises(ValueError, match="n must be"):

@@ -6,9 +6,8 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pytest
-import scipy.sparse as sp
-
 import rusket
+import scipy.sparse as sp
 
 COLS = {"transaction_col": "customer_id", "item_col": "article_id", "rating_col": "sales_amount"}
 
@@ -37,8 +36,13 @@ def test_pandas_polars_arrow_and_scipy_give_the_same_model(request, fixture):
     # Categorical / dictionary-encoded ids read the same as plain ones.
     _assert_same(ref, _fit(df.astype({"customer_id": "category"})))
     X = sp.csr_matrix(
-        (df.sales_amount, (np.searchsorted(ref.user_labels, df.customer_id),
-                           np.searchsorted(ref.item_labels, df.article_id))),
+        (
+            df.sales_amount,
+            (
+                np.searchsorted(ref.user_labels, df.customer_id),
+                np.searchsorted(ref.item_labels, df.article_id),
+            ),
+        ),
         shape=(len(ref.user_labels), len(ref.item_labels)),
     )
     fitted = rusket.ALS(factors=8, iterations=3, seed=1).fit(
@@ -86,9 +90,11 @@ def test_null_ids_are_counted(purchases):
 
 @pytest.mark.parametrize(
     ("bad", "count", "what"),
-    [([np.nan, 1.0, np.nan], 2, "null, NaN or infinite"),
-     ([np.inf, 1.0, 2.0], 1, "null, NaN or infinite"),
-     ([-1.0, -2.0, 3.0], 2, "negative")],
+    [
+        ([np.nan, 1.0, np.nan], 2, "null, NaN or infinite"),
+        ([np.inf, 1.0, 2.0], 1, "null, NaN or infinite"),
+        ([-1.0, -2.0, 3.0], 2, "negative"),
+    ],
 )
 def test_bad_ratings_are_counted(bad, count, what):
     df = pd.DataFrame({"customer_id": [1, 2, 3], "article_id": [1, 1, 2], "sales_amount": bad})

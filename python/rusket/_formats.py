@@ -43,7 +43,7 @@ def _column_to_numpy(col: pa.ChunkedArray) -> np.ndarray:
 
 
 def _spark_compatible(table: pa.Table) -> pa.Table:
-    """Spark takes variable-size lists; give it ``list<float32>`` (read back as ``array<float>``)."""
+    """Spark takes variable-size lists: ``list<float32>``, read back as ``array<float>``."""
     cols = []
     for field, col in zip(table.schema, table.columns):
         if pa.types.is_fixed_size_list(field.type):

@@ -62,7 +62,10 @@ def lookup(labels: np.ndarray, keys: Any, what: str) -> np.ndarray:
                 raise KeyError(f"unknown {what} {k!r}: this model's {what} labels are strings")
     idx = np.searchsorted(labels, arr)
     idx_c = np.minimum(idx, len(labels) - 1)
-    found = (idx < len(labels)) & (labels[idx_c] == arr) if len(labels) else np.zeros(len(arr), bool)
+    if len(labels) == 0:
+        found = np.zeros(len(arr), bool)
+    else:
+        found = (idx < len(labels)) & (labels[idx_c] == arr)
     if not np.all(found):
         bad = arr[~found][0]
         raise KeyError(f"unknown {what} {bad!r}: it was not in the training data")

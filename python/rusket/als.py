@@ -273,9 +273,7 @@ class ALS:
         uo, io = np.argsort(ul, kind="stable"), np.argsort(il, kind="stable")
         inv_u, inv_i = np.empty_like(uo), np.empty_like(io)
         inv_u[uo], inv_i[io] = np.arange(len(uo)), np.arange(len(io))
-        inter = Interactions.from_codes(
-            inv_u[coo.row], inv_i[coo.col], coo.data, ul[uo], il[io]
-        )
+        inter = Interactions.from_codes(inv_u[coo.row], inv_i[coo.col], coo.data, ul[uo], il[io])
         return self._fit_interactions(inter)
 
     @staticmethod
@@ -336,8 +334,11 @@ class ALS:
                 _core.als_solve_side(*ci, users, items, **kw)
                 if bar is not None:
                     loss = _core.als_loss(
-                        *cu, users, items,
-                        regularization=p["regularization"], num_threads=p["num_threads"],
+                        *cu,
+                        users,
+                        items,
+                        regularization=p["regularization"],
+                        num_threads=p["num_threads"],
                     )
                     self.loss_history_.append(loss)
                     bar.set_postfix(loss=f"{loss / max(ratings.nnz, 1):.5g}")

@@ -106,9 +106,7 @@ def _check_ratings(col: pa.ChunkedArray, name: str) -> np.ndarray:
     col = _plain(col)
     t = col.type
     if not (pa.types.is_integer(t) or pa.types.is_floating(t) or pa.types.is_decimal(t)):
-        raise TypeError(
-            f"column {name!r} has type {t}; ratings must be numeric (cast it to float)"
-        )
+        raise TypeError(f"column {name!r} has type {t}; ratings must be numeric (cast it to float)")
     values = col.cast(pa.float64()).fill_null(np.nan).to_numpy()
     n_bad = int(np.count_nonzero(~np.isfinite(values)))
     if n_bad:
@@ -156,7 +154,7 @@ class Interactions:
         item_col: str,
         rating_col: str | None = None,
     ) -> Interactions:
-        """Read ``(user, item[, rating])`` rows; duplicates are summed, ``rating_col=None`` counts 1.
+        """Read ``(user, item[, rating])`` rows; duplicates are summed; no ``rating_col`` counts 1.
 
         Examples
         --------

@@ -42,7 +42,9 @@ fn als_solve_side_py(
         .as_slice_mut()
         .map_err(|_| PyValueError::new_err("target must be a C-contiguous array"))?;
     py.detach(|| {
-        with_threads(num_threads, || solve_side(&m, fixed_s, target_s, f, regularization, solver))
+        with_threads(num_threads, || {
+            solve_side(&m, fixed_s, target_s, f, regularization, solver)
+        })
     })??;
     Ok(())
 }
@@ -64,10 +66,16 @@ fn als_loss_py(
     let (items_s, n_items, f) = slice2(&items, "items")?;
     let (users_s, _, fu) = slice2(&users, "users")?;
     if fu != f {
-        return Err(PyValueError::new_err(format!("users have {fu} factors, items have {f}")));
+        return Err(PyValueError::new_err(format!(
+            "users have {fu} factors, items have {f}"
+        )));
     }
     let m = csr(&indptr, &indices, &data, n_items)?;
-    Ok(py.detach(|| with_threads(num_threads, || loss(&m, users_s, items_s, f, regularization)))??)
+    Ok(py.detach(|| {
+        with_threads(num_threads, || {
+            loss(&m, users_s, items_s, f, regularization)
+        })
+    })??)
 }
 
 pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {

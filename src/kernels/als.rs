@@ -14,11 +14,13 @@
 //!
 //! Every row is independent, so the result does not depend on the number of threads.
 
+use faer::linalg::matmul::matmul;
+use faer::{Accum, MatMut, MatRef, Par};
 use rayon::prelude::*;
 
 use crate::error::{shape_err, CoreError, CoreResult};
 use crate::kernels::csr::CsrView;
-use crate::kernels::vecops::{axpy, dot};
+use crate::kernels::vecops::Simd;
 use crate::multiversion;
 
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -56,40 +58,52 @@ fn check_factors(name: &str, m: &[f32], n_rows: usize, f: usize) -> CoreResult<(
     Ok(())
 }
 
-/// `YᵀY` in f64 (row-major `f x f`), summed over fixed blocks of rows in a fixed order.
+/// `YᵀY` in f64 (row-major `f x f`): an f32 GEMM per fixed block of rows, the blocks summed in
+/// f64 in a fixed order, so the result does not depend on the thread count.
 pub fn gramian(y: &[f32], f: usize) -> Vec<f64> {
-    let partial: Vec<Vec<f64>> = y
+    let partial: Vec<Vec<f32>> = y
         .par_chunks(BLOCK_ROWS * f)
         .map(|block| {
-            let mut g = vec![0.0f64; f * f];
-            for row in block.chunks_exact(f) {
-                for a in 0..f {
-                    let ra = row[a] as f64;
-                    if ra == 0.0 {
-                        continue;
-                    }
-                    let ga = &mut g[a * f..(a + 1) * f];
-                    for (gab, rb) in ga[a..].iter_mut().zip(&row[a..]) {
-                        *gab += ra * *rb as f64;
-                    }
-                }
-            }
+            let rows = block.len() / f;
+            let mut g = vec![0.0f32; f * f];
+            let yt = MatRef::from_column_major_slice(block, f, rows);
+            let yb = MatRef::from_row_major_slice(block, rows, f);
+            let dst = MatMut::from_row_major_slice_mut(&mut g, f, f);
+            matmul(dst, Accum::Replace, yt, yb, 1.0f32, Par::Seq);
             g
         })
         .collect();
     let mut g = vec![0.0f64; f * f];
     for p in partial {
         for (gi, pi) in g.iter_mut().zip(p) {
-            *gi += pi;
+            *gi += pi as f64;
         }
     }
-    // Mirror the upper triangle.
+    // Exact symmetry (the GEMM's two triangles may differ in the last bit).
     for a in 0..f {
         for b in 0..a {
-            g[a * f + b] = g[b * f + a];
+            let m = 0.5 * (g[a * f + b] + g[b * f + a]);
+            g[a * f + b] = m;
+            g[b * f + a] = m;
         }
     }
     g
+}
+
+/// `out = a · m` for row-major `a` (`n x f`) and a row-major `f x f` matrix `m`, in parallel over
+/// fixed blocks of rows.
+fn times_square(a: &[f32], m: &[f32], f: usize) -> Vec<f32> {
+    let mut out = vec![0.0f32; a.len()];
+    let rhs = MatRef::from_row_major_slice(m, f, f);
+    out.par_chunks_mut(BLOCK_ROWS * f)
+        .zip(a.par_chunks(BLOCK_ROWS * f))
+        .for_each(|(o, blk)| {
+            let rows = blk.len() / f;
+            let lhs = MatRef::from_row_major_slice(blk, rows, f);
+            let dst = MatMut::from_row_major_slice_mut(o, rows, f);
+            matmul(dst, Accum::Replace, lhs, rhs, 1.0f32, Par::Seq);
+        });
+    out
 }
 
 /// Recomputes every row of `target` (`n_rows x f`) from `fixed` (`n_cols x f`).
@@ -106,22 +120,39 @@ pub fn solve_side(
     if csr.data.len() != csr.indices.len() {
         return shape_err("the interaction matrix needs one confidence per stored entry");
     }
-    if !(regularization >= 0.0) || !regularization.is_finite() {
-        return Err(CoreError::Value("regularization must be a finite number >= 0".into()));
+    if !regularization.is_finite() || regularization < 0.0 {
+        return Err(CoreError::Value(
+            "regularization must be a finite number >= 0".into(),
+        ));
     }
     let g64 = gramian(fixed, f);
     let failures = std::sync::atomic::AtomicUsize::new(0);
     match solver {
         Solver::Cg { steps } => {
             let pre = Preconditioner::new(&g64, regularization as f64, f)?;
-            let whitened = pre.whiten_rows(fixed);
-            target.par_chunks_mut(f).enumerate().for_each_init(
-                || vec![0.0f32; 4 * f],
+            // Rows in the whitened space: ỹᵀ = yᵀ L⁻ᵀ and x̃ᵀ = xᵀ L (three GEMMs in all).
+            let whitened = times_square(fixed, &pre.inv_lower_t, f);
+            let mut xt = times_square(target, &pre.lower, f);
+            xt.par_chunks_mut(f).enumerate().for_each_init(
+                || vec![0.0f32; 3 * f],
                 |scratch, (u, x)| {
-                    let (idx, conf) = csr.row(u);
-                    cg_row(&pre.upper, &whitened, idx, conf, x, steps, scratch);
+                    let (start, end) = (csr.indptr[u] as usize, csr.indptr[u + 1] as usize);
+                    let ahead = &csr.indices
+                        [end.min(csr.indices.len())..(end + PREFETCH_AHEAD).min(csr.indices.len())];
+                    cg_row(
+                        &whitened,
+                        &csr.indices[start..end],
+                        &csr.data[start..end],
+                        ahead,
+                        x,
+                        steps,
+                        scratch,
+                    );
                 },
             );
+            // Back to the original space: xᵀ = x̃ᵀ L⁻¹.
+            let back = times_square(&xt, &pre.inv_lower_t_t, f);
+            target.copy_from_slice(&back);
         }
         Solver::Cholesky => {
             target.par_chunks_mut(f).enumerate().for_each_init(
@@ -155,11 +186,12 @@ pub fn solve_side(
 /// This is CG preconditioned with `M`, which the huge confidences of sales amounts (thousands)
 /// make far better conditioned than plain CG on the original system.
 struct Preconditioner {
-    /// `L` (lower, row-major, f64) for whitening the fixed rows.
-    lower: Vec<f64>,
-    /// `Lᵀ` (upper, row-major, f32) for the per-row transforms.
-    upper: Vec<f32>,
-    f: usize,
+    /// `L` (lower triangular, row-major).
+    lower: Vec<f32>,
+    /// `L⁻ᵀ` (upper triangular, row-major).
+    inv_lower_t: Vec<f32>,
+    /// `L⁻¹` (lower triangular, row-major).
+    inv_lower_t_t: Vec<f32>,
 }
 
 impl Preconditioner {
@@ -174,82 +206,102 @@ impl Preconditioner {
                 a[d * f + d] += reg + jitter;
             }
             if cholesky_in_place(&mut a, f) {
-                let mut upper = vec![0.0f32; f * f];
+                // Zero the strict upper triangle (it still holds the input).
                 for r in 0..f {
-                    for c in 0..=r {
-                        upper[c * f + r] = a[r * f + c] as f32;
+                    for c in r + 1..f {
+                        a[r * f + c] = 0.0;
                     }
                 }
-                return Ok(Self { lower: a, upper, f });
+                // L⁻¹ column by column: solve L z = e_c.
+                let mut inv = vec![0.0f64; f * f];
+                let mut z = vec![0.0f64; f];
+                for c in 0..f {
+                    for k in 0..f {
+                        let e = if k == c { 1.0 } else { 0.0 };
+                        let s: f64 = (0..k).map(|j| a[k * f + j] * z[j]).sum();
+                        z[k] = (e - s) / a[k * f + k];
+                    }
+                    for k in 0..f {
+                        inv[k * f + c] = z[k];
+                    }
+                }
+                let lower = a.iter().map(|v| *v as f32).collect();
+                let inv_lower_t_t: Vec<f32> = inv.iter().map(|v| *v as f32).collect();
+                let mut inv_lower_t = vec![0.0f32; f * f];
+                for r in 0..f {
+                    for c in 0..f {
+                        inv_lower_t[r * f + c] = inv[c * f + r] as f32;
+                    }
+                }
+                return Ok(Self {
+                    lower,
+                    inv_lower_t,
+                    inv_lower_t_t,
+                });
             }
-            jitter = if jitter == 0.0 { 1e-7 * trace.max(1e-30) / f as f64 } else { jitter * 100.0 };
+            jitter = if jitter == 0.0 {
+                1e-7 * trace.max(1e-30) / f as f64
+            } else {
+                jitter * 100.0
+            };
         }
         Err(CoreError::Value(
             "the factors are degenerate (YᵀY + regularization is singular); use regularization > 0"
                 .into(),
         ))
     }
-
-    /// `ỹ_i = L⁻¹ y_i` for every row of `y` (forward substitution in f64).
-    fn whiten_rows(&self, y: &[f32]) -> Vec<f32> {
-        let f = self.f;
-        let mut out = vec![0.0f32; y.len()];
-        out.par_chunks_mut(f).zip(y.par_chunks(f)).for_each_init(
-            || vec![0.0f64; f],
-            |z, (o, row)| {
-                forward(&self.lower, f, row, z);
-                for (oi, zi) in o.iter_mut().zip(z.iter()) {
-                    *oi = *zi as f32;
-                }
-            },
-        );
-        out
-    }
 }
 
-fn forward(l: &[f64], f: usize, b: &[f32], z: &mut [f64]) {
-    for k in 0..f {
-        let lk = &l[k * f..k * f + k];
-        let s: f64 = lk.iter().zip(&z[..k]).map(|(a, b)| a * b).sum();
-        z[k] = (b[k] as f64 - s) / l[k * f + k];
-    }
-}
+/// How many rows of the fixed side to prefetch ahead of the one being read: the random reads of
+/// item (or user) vectors are what bounds a half-step, not the arithmetic.
+const PREFETCH_AHEAD: usize = 8;
 
 multiversion!(fn cg_row(
-    upper: &[f32], yw: &[f32], idx: &[i32], conf: &[f32], x: &mut [f32], steps: usize,
+    yw: &[f32], idx: &[i32], conf: &[f32], ahead: &[i32], xt: &mut [f32], steps: usize,
     scratch: &mut [f32],
 ) => cg_row_body);
 
-/// A few CG steps on the whitened system of one row, warm-started from the current `x`.
+/// A few CG steps on the whitened system of one row, warm-started from the current `x̃`.
 #[inline(always)]
-fn cg_row_body(
-    upper: &[f32],
+fn cg_row_body<S: Simd>(
     yw: &[f32],
     idx: &[i32],
     conf: &[f32],
-    x: &mut [f32],
+    ahead: &[i32],
+    xt: &mut [f32],
     steps: usize,
     scratch: &mut [f32],
 ) {
-    let f = x.len();
+    let dot = S::dot;
+    let axpy = S::axpy;
+    let f = xt.len();
     if idx.is_empty() {
         // No observed item: the exact solution of the system is 0.
-        x.iter_mut().for_each(|v| *v = 0.0);
+        xt.iter_mut().for_each(|v| *v = 0.0);
         return;
     }
-    let (xt, rest) = scratch.split_at_mut(f);
-    let (r, rest) = rest.split_at_mut(f);
+    let (r, rest) = scratch.split_at_mut(f);
     let (p, ap) = rest.split_at_mut(f);
-    // x̃ = Lᵀ x
-    for k in 0..f {
-        xt[k] = dot(&upper[k * f + k..(k + 1) * f], &x[k..]);
-    }
     // r = b̃ − Ã x̃ = −x̃ + Σ_i (c_i − (c_i − 1) ỹ_i·x̃) ỹ_i
     for (ri, xi) in r.iter_mut().zip(xt.iter()) {
         *ri = -*xi;
     }
-    for (&i, &c) in idx.iter().zip(conf) {
-        let yi = &yw[i as usize * f..(i as usize + 1) * f];
+    // The first pass over the row's vectors reads them from memory: prefetch ahead, also into
+    // the next rows (`ahead` holds the indices that follow this row in the CSR arrays).
+    let row_of = |i: i32| &yw[i as usize * f..(i as usize + 1) * f];
+    for (&i, _) in idx.iter().zip(0..PREFETCH_AHEAD) {
+        S::prefetch(row_of(i));
+    }
+    for (k, (&i, &c)) in idx.iter().zip(conf).enumerate() {
+        match idx.get(k + PREFETCH_AHEAD) {
+            Some(&next) => S::prefetch(row_of(next)),
+            None => {
+                if let Some(&next) = ahead.get(k + PREFETCH_AHEAD - idx.len()) {
+                    S::prefetch(row_of(next));
+                }
+            }
+        }
+        let yi = row_of(i);
         let s = dot(yi, xt);
         axpy(c - (c - 1.0) * s, yi, r);
     }
@@ -266,7 +318,7 @@ fn cg_row_body(
             axpy((c - 1.0) * dot(yi, p), yi, ap);
         }
         let pap = dot(p, ap);
-        if !(pap > 0.0) {
+        if pap.is_nan() || pap <= 0.0 {
             break;
         }
         let a = rs / pap;
@@ -278,11 +330,6 @@ fn cg_row_body(
             *pi = ri + beta * *pi;
         }
         rs = rs_new;
-    }
-    // x = L⁻ᵀ x̃ (back substitution with the upper factor)
-    for k in (0..f).rev() {
-        let s = dot(&upper[k * f + k + 1..(k + 1) * f], &x[k + 1..]);
-        x[k] = (xt[k] - s) / upper[k * f + k];
     }
 }
 
@@ -337,7 +384,7 @@ pub fn cholesky_in_place(a: &mut [f64], f: usize) -> bool {
         for k in 0..j {
             d -= a[j * f + k] * a[j * f + k];
         }
-        if !(d > 0.0) || !d.is_finite() {
+        if !d.is_finite() || d <= 0.0 {
             return false;
         }
         let d = d.sqrt();
@@ -420,7 +467,9 @@ mod tests {
     use super::*;
 
     fn lcg(seed: &mut u64) -> f32 {
-        *seed = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+        *seed = seed
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
         ((*seed >> 33) as f32 / (1u64 << 31) as f32) - 0.5
     }
 
@@ -444,7 +493,9 @@ mod tests {
         }
         // Gaussian elimination with partial pivoting.
         for col in 0..f {
-            let piv = (col..f).max_by(|&p, &q| a[p * f + col].abs().total_cmp(&a[q * f + col].abs())).unwrap();
+            let piv = (col..f)
+                .max_by(|&p, &q| a[p * f + col].abs().total_cmp(&a[q * f + col].abs()))
+                .unwrap();
             for k in 0..f {
                 a.swap(col * f + k, piv * f + k);
             }
@@ -486,8 +537,14 @@ mod tests {
             let (idx, conf) = csr.row(u);
             let want = dense_row(&y, f, idx, conf, 0.1);
             for k in 0..f {
-                assert!((chol[u * f + k] as f64 - want[k]).abs() < 1e-4, "chol u={u} k={k}");
-                assert!((cg[u * f + k] as f64 - want[k]).abs() < 1e-3, "cg u={u} k={k}");
+                assert!(
+                    (chol[u * f + k] as f64 - want[k]).abs() < 1e-4,
+                    "chol u={u} k={k}"
+                );
+                assert!(
+                    (cg[u * f + k] as f64 - want[k]).abs() < 1e-3,
+                    "cg u={u} k={k}"
+                );
             }
         }
         // The empty row is exactly zero.
@@ -550,7 +607,9 @@ mod tests {
         for u in 0..n_users {
             let (idx, conf) = csr.row(u);
             for i in 0..n_items {
-                let s: f64 = (0..f).map(|k| x[u * f + k] as f64 * y[i * f + k] as f64).sum();
+                let s: f64 = (0..f)
+                    .map(|k| x[u * f + k] as f64 * y[i * f + k] as f64)
+                    .sum();
                 let (c, p) = idx
                     .iter()
                     .position(|&c| c as usize == i)
@@ -561,6 +620,9 @@ mod tests {
         let reg = 0.3f64;
         want += reg * x.iter().chain(&y).map(|v| (*v as f64).powi(2)).sum::<f64>();
         let got = loss(&csr, &x, &y, f, reg as f32).unwrap();
-        assert!((got - want).abs() < 1e-5 * want.abs().max(1.0), "{got} vs {want}");
+        assert!(
+            (got - want).abs() < 1e-5 * want.abs().max(1.0),
+            "{got} vs {want}"
+        );
     }
 }

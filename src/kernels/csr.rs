@@ -48,7 +48,12 @@ impl<'a> CsrView<'a> {
         if let Some(bad) = indices.iter().find(|&&c| c < 0 || c as usize >= n_cols) {
             return shape_err(format!("column index {bad} is outside 0..{n_cols}"));
         }
-        Ok(Self { indptr, indices, data, n_cols })
+        Ok(Self {
+            indptr,
+            indices,
+            data,
+            n_cols,
+        })
     }
 
     pub fn n_rows(&self) -> usize {
@@ -59,7 +64,11 @@ impl<'a> CsrView<'a> {
     #[inline]
     pub fn row(&self, row: usize) -> (&'a [i32], &'a [f32]) {
         let (a, b) = (self.indptr[row] as usize, self.indptr[row + 1] as usize);
-        let vals = if self.data.is_empty() { &[][..] } else { &self.data[a..b] };
+        let vals = if self.data.is_empty() {
+            &[][..]
+        } else {
+            &self.data[a..b]
+        };
         (&self.indices[a..b], vals)
     }
 }

@@ -63,23 +63,150 @@ pub fn has_avx2_fma() -> bool {
     }
 }
 
-/// Defines `$name(args) -> ret` that calls `$body_fn` compiled for AVX2+FMA when the CPU has it
-/// and for the baseline target otherwise. `$body_fn` must be `#[inline(always)]` so that it is
-/// compiled inside each variant.
+/// The vector operations the hot loops need, implemented once portably and once with AVX2+FMA
+/// intrinsics; kernels are generic over it and compiled for both (see [`multiversion!`]).
+pub trait Simd {
+    fn dot(a: &[f32], b: &[f32]) -> f32;
+    fn axpy(a: f32, x: &[f32], y: &mut [f32]);
+    /// Hints the CPU to start loading the cache lines of `v`.
+    fn prefetch(v: &[f32]);
+}
+
+/// Plain Rust, vectorised by LLVM for whatever the target baseline is.
+pub struct Portable;
+
+impl Simd for Portable {
+    #[inline(always)]
+    fn dot(a: &[f32], b: &[f32]) -> f32 {
+        dot(a, b)
+    }
+    #[inline(always)]
+    fn axpy(a: f32, x: &[f32], y: &mut [f32]) {
+        axpy(a, x, y)
+    }
+    #[inline(always)]
+    fn prefetch(_v: &[f32]) {}
+}
+
+/// AVX2 + FMA intrinsics. Only reachable through [`multiversion!`], which checks the CPU first.
+#[cfg(target_arch = "x86_64")]
+pub struct Avx2(());
+
+#[cfg(target_arch = "x86_64")]
+mod avx2 {
+    use std::arch::x86_64::*;
+
+    #[target_feature(enable = "avx2,fma")]
+    #[inline]
+    unsafe fn hsum(v: __m256) -> f32 {
+        let lo = _mm256_castps256_ps128(v);
+        let hi = _mm256_extractf128_ps(v, 1);
+        let s = _mm_add_ps(lo, hi);
+        let s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+        let s = _mm_add_ss(s, _mm_shuffle_ps(s, s, 1));
+        _mm_cvtss_f32(s)
+    }
+
+    /// SAFETY: the CPU must support AVX2 and FMA.
+    #[target_feature(enable = "avx2,fma")]
+    #[inline]
+    pub unsafe fn dot(a: &[f32], b: &[f32]) -> f32 {
+        let n = a.len().min(b.len());
+        let (pa, pb) = (a.as_ptr(), b.as_ptr());
+        let mut acc0 = _mm256_setzero_ps();
+        let mut acc1 = _mm256_setzero_ps();
+        let mut i = 0;
+        while i + 16 <= n {
+            acc0 = _mm256_fmadd_ps(_mm256_loadu_ps(pa.add(i)), _mm256_loadu_ps(pb.add(i)), acc0);
+            acc1 = _mm256_fmadd_ps(
+                _mm256_loadu_ps(pa.add(i + 8)),
+                _mm256_loadu_ps(pb.add(i + 8)),
+                acc1,
+            );
+            i += 16;
+        }
+        if i + 8 <= n {
+            acc0 = _mm256_fmadd_ps(_mm256_loadu_ps(pa.add(i)), _mm256_loadu_ps(pb.add(i)), acc0);
+            i += 8;
+        }
+        let mut s = hsum(_mm256_add_ps(acc0, acc1));
+        while i < n {
+            s += *pa.add(i) * *pb.add(i);
+            i += 1;
+        }
+        s
+    }
+
+    /// SAFETY: the CPU must support AVX2 and FMA.
+    #[target_feature(enable = "avx2,fma")]
+    #[inline]
+    pub unsafe fn axpy(a: f32, x: &[f32], y: &mut [f32]) {
+        let n = x.len().min(y.len());
+        let (px, py) = (x.as_ptr(), y.as_mut_ptr());
+        let va = _mm256_set1_ps(a);
+        let mut i = 0;
+        while i + 8 <= n {
+            let r = _mm256_fmadd_ps(va, _mm256_loadu_ps(px.add(i)), _mm256_loadu_ps(py.add(i)));
+            _mm256_storeu_ps(py.add(i), r);
+            i += 8;
+        }
+        while i < n {
+            *py.add(i) += a * *px.add(i);
+            i += 1;
+        }
+    }
+
+    #[inline(always)]
+    pub fn prefetch(v: &[f32]) {
+        // One hint per 64-byte line; prefetching never faults, even past the end.
+        let mut k = 0;
+        while k < v.len() {
+            // SAFETY: SSE is part of the x86-64 baseline and prefetch has no memory effects.
+            unsafe { _mm_prefetch::<_MM_HINT_T0>(v.as_ptr().add(k) as *const i8) };
+            k += 16;
+        }
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+impl Simd for Avx2 {
+    #[inline(always)]
+    fn dot(a: &[f32], b: &[f32]) -> f32 {
+        // SAFETY: `Avx2` is only used by code that `multiversion!` runs after checking the CPU.
+        unsafe { avx2::dot(a, b) }
+    }
+    #[inline(always)]
+    fn axpy(a: f32, x: &[f32], y: &mut [f32]) {
+        // SAFETY: as above.
+        unsafe { avx2::axpy(a, x, y) }
+    }
+    #[inline(always)]
+    fn prefetch(v: &[f32]) {
+        avx2::prefetch(v)
+    }
+}
+
+/// Defines `$name(args) -> ret` that runs `$body_fn::<Avx2>` (compiled with AVX2+FMA enabled)
+/// when the CPU has them and `$body_fn::<Portable>` otherwise. `$body_fn` must be generic over
+/// [`Simd`] and `#[inline(always)]` so that it is compiled inside each variant.
 #[macro_export]
 macro_rules! multiversion {
-    ($vis:vis fn $name:ident($($arg:ident : $ty:ty),* $(,)?) $(-> $ret:ty)? => $body_fn:path) => {
+    ($vis:vis fn $name:ident($($arg:ident : $ty:ty),* $(,)?) $(-> $ret:ty)? => $body_fn:ident) => {
+        #[allow(clippy::too_many_arguments)]
         $vis fn $name($($arg: $ty),*) $(-> $ret)? {
             #[cfg(target_arch = "x86_64")]
             {
                 #[target_feature(enable = "avx2,fma")]
-                unsafe fn fast($($arg: $ty),*) $(-> $ret)? { $body_fn($($arg),*) }
+                #[allow(clippy::too_many_arguments)]
+                unsafe fn fast($($arg: $ty),*) $(-> $ret)? {
+                    $body_fn::<$crate::kernels::vecops::Avx2>($($arg),*)
+                }
                 if $crate::kernels::vecops::has_avx2_fma() {
                     // SAFETY: the CPU supports the features `fast` was compiled for.
                     return unsafe { fast($($arg),*) };
                 }
             }
-            $body_fn($($arg),*)
+            $body_fn::<$crate::kernels::vecops::Portable>($($arg),*)
         }
     };
 }
@@ -95,6 +222,26 @@ mod tests {
             let b: Vec<f32> = (0..n).map(|i| (i as f32 * 0.11).cos()).collect();
             let naive: f64 = a.iter().zip(&b).map(|(x, y)| *x as f64 * *y as f64).sum();
             assert!((dot(&a, &b) as f64 - naive).abs() < 1e-4, "n={n}");
+        }
+    }
+
+    #[test]
+    fn simd_variants_agree_with_the_portable_ones() {
+        for n in [0usize, 1, 7, 8, 9, 15, 16, 17, 31, 64, 65] {
+            let a: Vec<f32> = (0..n).map(|i| (i as f32 * 0.37).sin()).collect();
+            let b: Vec<f32> = (0..n).map(|i| (i as f32 * 0.11).cos()).collect();
+            #[cfg(target_arch = "x86_64")]
+            if has_avx2_fma() {
+                assert!((<Avx2 as Simd>::dot(&a, &b) - dot(&a, &b)).abs() < 1e-4);
+                let (mut y1, mut y2) = (b.clone(), b.clone());
+                <Avx2 as Simd>::axpy(0.5, &a, &mut y1);
+                axpy(0.5, &a, &mut y2);
+                for (p, q) in y1.iter().zip(&y2) {
+                    assert!((p - q).abs() < 1e-6);
+                }
+                <Avx2 as Simd>::prefetch(&a);
+            }
+            assert_eq!(<Portable as Simd>::dot(&a, &b), dot(&a, &b));
         }
     }
 
