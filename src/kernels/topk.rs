@@ -30,13 +30,15 @@ use rayon::prelude::*;
 
 use crate::error::{shape_err, CoreError, CoreResult};
 use crate::kernels::csr::CsrView;
-use crate::multiversion;
+use crate::kernels::vecops::has_avx2_fma;
 
-/// Query rows per parallel task (also the GEMM's `n` dimension inside a tile).
-const BLOCK_USERS: usize = 64;
+/// Query rows per parallel task (the GEMM's `n` dimension inside a tile).
+const BLOCK_USERS: usize = 256;
 /// Items per score tile; `BLOCK_USERS x TILE_ITEMS` f32 scores = 256 KiB, inside a core's L2.
-const TILE_ITEMS: usize = 1024;
-/// Scores are scanned in chunks of this many lanes before looking at single values.
+/// (Measured on a 2-core AMD EPYC: 256 x 256 ran ~10-30% faster than 64 x 1024 or 128 x 768,
+/// mostly because faer packs the item tile once per 256 users instead of per 64.)
+const TILE_ITEMS: usize = 256;
+/// Scores are scanned in chunks of this many lanes (four AVX2 vectors) per threshold test.
 const SCAN_CHUNK: usize = 32;
 /// The largest `|q| · |v|` accepted: beyond it a float32 dot product could overflow to inf/NaN.
 const MAX_SCORE_BOUND: f64 = f32::MAX as f64 / 4.0;
@@ -56,30 +58,51 @@ fn better(a: &(f32, u32), b: &(f32, u32)) -> Ordering {
 }
 
 /// Index of the first value strictly greater than `t`, or `x.len()` when there is none.
+/// Portable version; LLVM does not vectorise the early exit well, hence the AVX2 one below.
 #[inline(always)]
-fn first_above_body(x: &[f32], t: f32) -> usize {
-    let mut chunks = x.chunks_exact(SCAN_CHUNK);
+fn first_above_portable(x: &[f32], t: f32) -> usize {
+    x.iter().position(|&v| v > t).unwrap_or(x.len())
+}
+
+/// AVX2 scan: 32 scores per step, four `vcmpps` OR-ed together and one `vmovmskps` test; the
+/// rare hit is located inside its 32-lane chunk by the scalar loop.
+///
+/// # Safety
+/// The CPU must support AVX2.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+unsafe fn first_above_avx2(x: &[f32], t: f32) -> usize {
+    use std::arch::x86_64::*;
+    let tv = _mm256_set1_ps(t);
     let mut off = 0;
-    for c in &mut chunks {
-        // Lane-wise maximum (8 independent lanes vectorise to one `vmaxps` per 8 scores), then a
-        // single compare for the chunk.
-        let mut acc = [f32::NEG_INFINITY; 8];
-        for c8 in c.chunks_exact(8) {
-            for j in 0..8 {
-                acc[j] = if c8[j] > acc[j] { c8[j] } else { acc[j] };
-            }
-        }
-        if acc.iter().any(|&a| a > t) {
-            if let Some(p) = c.iter().position(|&v| v > t) {
-                return off + p;
-            }
+    while off + SCAN_CHUNK <= x.len() {
+        // SAFETY: off + 32 <= x.len(), so the four unaligned 8-lane loads stay inside `x`.
+        let p = x.as_ptr().add(off);
+        let a = _mm256_cmp_ps::<_CMP_GT_OQ>(_mm256_loadu_ps(p), tv);
+        let b = _mm256_cmp_ps::<_CMP_GT_OQ>(_mm256_loadu_ps(p.add(8)), tv);
+        let c = _mm256_cmp_ps::<_CMP_GT_OQ>(_mm256_loadu_ps(p.add(16)), tv);
+        let d = _mm256_cmp_ps::<_CMP_GT_OQ>(_mm256_loadu_ps(p.add(24)), tv);
+        let any = _mm256_or_ps(_mm256_or_ps(a, b), _mm256_or_ps(c, d));
+        if _mm256_movemask_ps(any) != 0 {
+            break;
         }
         off += SCAN_CHUNK;
     }
-    off + chunks.remainder().iter().position(|&v| v > t).unwrap_or(chunks.remainder().len())
+    off + first_above_portable(&x[off..], t)
 }
 
-multiversion!(fn first_above(x: &[f32], t: f32) -> usize => first_above_body);
+/// Index of the first value strictly greater than `t`, or `x.len()` when there is none.
+#[inline]
+fn first_above(x: &[f32], t: f32) -> usize {
+    #[cfg(target_arch = "x86_64")]
+    {
+        if has_avx2_fma() {
+            // SAFETY: the CPU supports AVX2 (checked at run time, cached by std).
+            return unsafe { first_above_avx2(x, t) };
+        }
+    }
+    first_above_portable(x, t)
+}
 
 /// Sorts and deduplicates one user's excluded items into `out`.
 fn sorted_excludes(row: &[i32], out: &mut Vec<u32>) {
@@ -177,7 +200,7 @@ impl Selection {
 
 fn check_finite(name: &str, x: &[f32], f: usize) -> CoreResult<f64> {
     if let Some(p) = x.iter().position(|v| !v.is_finite()) {
-        let (r, c) = if f == 0 { (0, 0) } else { (p / f, p % f) };
+        let (r, c) = (p.checked_div(f).unwrap_or(0), p.checked_rem(f).unwrap_or(0));
         return Err(CoreError::Value(format!(
             "{name} has a non-finite value ({}) at row {r}, column {c}; top-k needs finite factors",
             x[p]
@@ -357,7 +380,7 @@ mod tests {
         n: usize,
         excl: Option<(&[i64], &[i32])>,
     ) -> (Vec<i32>, Vec<f32>) {
-        let m = if f == 0 { 0 } else { q.len() / f };
+        let m = q.len().checked_div(f).unwrap_or(0);
         let n_items = v.len() / f;
         let mut oi = vec![-1; m * n];
         let mut os = vec![f32::NAN; m * n];
@@ -422,6 +445,7 @@ mod tests {
             (3, 7, 2, 3),
             (70, 1030, 3, 5),
             (130, 2100, 4, 20),
+            (260, 600, 3, 7),
             (5, 40, 1, 50),
             (65, 300, 8, 100),
             (2, 3000, 2, 2500),
