@@ -1,7 +1,7 @@
 //! Exact all-rows top-n scoring for Python.
 
 use numpy::ndarray::Array2;
-use numpy::{IntoPyArray, PyArray2, PyReadonlyArray1, PyReadonlyArray2};
+use numpy::{IntoPyArray, PyArray2, PyReadonlyArray1, PyReadonlyArray2, PyUntypedArrayMethods};
 use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
 
@@ -9,6 +9,20 @@ use super::{slice1, slice2};
 use crate::kernels::csr::CsrView;
 use crate::kernels::pool::with_threads;
 use crate::kernels::topk::topk;
+
+/// `slice2` for a C-ordered array only: `as_slice` also accepts Fortran-ordered arrays, whose
+/// memory would be read transposed.
+fn c_slice2<'a>(
+    a: &'a PyReadonlyArray2<'_, f32>,
+    name: &str,
+) -> PyResult<(&'a [f32], usize, usize)> {
+    if !a.is_c_contiguous() {
+        return Err(PyValueError::new_err(format!(
+            "{name} must be a C-contiguous array (use np.ascontiguousarray)"
+        )));
+    }
+    slice2(a, name)
+}
 
 type TopKArrays<'py> = (Bound<'py, PyArray2<i32>>, Bound<'py, PyArray2<f32>>);
 
@@ -22,13 +36,17 @@ fn topk_py<'py>(
     py: Python<'py>,
     query: PyReadonlyArray2<'py, f32>,
     items: PyReadonlyArray2<'py, f32>,
-    n: usize,
+    n: i64,
     exclude_indptr: Option<PyReadonlyArray1<'py, i64>>,
     exclude_indices: Option<PyReadonlyArray1<'py, i32>>,
     num_threads: usize,
 ) -> PyResult<TopKArrays<'py>> {
-    let (q, m, fq) = slice2(&query, "query")?;
-    let (v, n_items, f) = slice2(&items, "items")?;
+    let n = usize::try_from(n)
+        .ok()
+        .filter(|&n| n >= 1)
+        .ok_or_else(|| PyValueError::new_err(format!("n must be an integer >= 1, got {n}")))?;
+    let (q, m, fq) = c_slice2(&query, "query")?;
+    let (v, n_items, f) = c_slice2(&items, "items")?;
     if fq != f {
         return Err(PyValueError::new_err(format!(
             "query has {fq} factors but items have {f}; both need the same number of columns"
@@ -49,7 +67,9 @@ fn topk_py<'py>(
         }
     };
     let res = py.detach(|| {
-        with_threads(num_threads, || topk(q, m, v, n_items, f, n, exclude.as_ref()))
+        with_threads(num_threads, || {
+            topk(q, m, v, n_items, f, n, exclude.as_ref())
+        })
     })??;
     let idx = Array2::from_shape_vec((m, n), res.indices)
         .map_err(|e| PyValueError::new_err(e.to_string()))?;
