@@ -34,6 +34,16 @@ def als_loss(
 
 # --- top-k scoring (src/bindings/topk.rs) ----------------------------------------------------
 
+def topk(
+    query: npt.NDArray[np.float32],
+    items: npt.NDArray[np.float32],
+    n: int,
+    *,
+    exclude_indptr: npt.NDArray[np.int64] | None = None,
+    exclude_indices: npt.NDArray[np.int32] | None = None,
+    num_threads: int = 0,
+) -> tuple[npt.NDArray[np.int32], npt.NDArray[np.float32]]: ...
+
 # (end of top-k section)
 
 # --- PCA (src/bindings/pca.rs) ---------------------------------------------------------------
