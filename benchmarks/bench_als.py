@@ -26,6 +26,7 @@ import scipy.sparse as sp
 
 sys.path.insert(0, str(Path(__file__).parent))
 import datasets
+
 import rusket
 from rusket import _core
 

@@ -36,6 +36,7 @@ from threadpoolctl import threadpool_info, threadpool_limits
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from datasets import synthetic, to_csr
+
 from rusket import _core
 
 

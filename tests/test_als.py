@@ -7,10 +7,10 @@ import itertools
 import numpy as np
 import pandas as pd
 import pytest
-import rusket
 import scipy.sparse as sp
-from rusket import _core
 
+import rusket
+from rusket import _core
 from tests import reference
 
 

@@ -6,8 +6,9 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pytest
-import rusket
 import scipy.sparse as sp
+
+import rusket
 
 COLS = {"transaction_col": "customer_id", "item_col": "article_id", "rating_col": "sales_amount"}
 

@@ -7,6 +7,7 @@ import pytest
 import scipy.sparse as sp
 from hypothesis import given, settings
 from hypothesis import strategies as st
+
 from rusket import _core
 
 # --- reference ---------------------------------------------------------------------------------

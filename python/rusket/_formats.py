@@ -69,7 +69,7 @@ def get_spark() -> Any:
     os.environ.setdefault("PYSPARK_DRIVER_PYTHON", sys.executable)
     os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
     tmp = tempfile.mkdtemp(prefix="rusket-spark-")
-    return (
+    session = (
         SparkSession.builder.master("local[*]")
         .appName("rusket")
         .config("spark.ui.enabled", "false")
@@ -82,6 +82,8 @@ def get_spark() -> Any:
         )
         .getOrCreate()
     )
+    session.sparkContext.setLogLevel("ERROR")
+    return session
 
 
 def convert(table: pa.Table, format: str) -> Any:

@@ -67,7 +67,7 @@ def lookup(labels: np.ndarray, keys: Any, what: str) -> np.ndarray:
     else:
         found = (idx < len(labels)) & (labels[idx_c] == arr)
     if not np.all(found):
-        bad = arr[~found][0]
+        bad = arr[~found].tolist()[0]
         raise KeyError(f"unknown {what} {bad!r}: it was not in the training data")
     out = idx.astype(np.int64)
     return out[:1] if scalar else out
