@@ -4,7 +4,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-$(shell cksum pyproject.toml | cut -d' ' -f1)
 export PYO3_PYTHON := $(abspath $(PY))
 
-.PHONY: demo test build lint pytest cargo-test bench clean
+.PHONY: demo test build lint pytest cargo-test stubtest clean
 
 # The virtual environment with every extra (Spark, plots, vector stores...) and the dev tools.
 $(STAMP): pyproject.toml
@@ -25,7 +25,13 @@ demo: build
 lint: $(STAMP)
 	$(VENV)/bin/ruff check python tests benchmarks examples
 	$(VENV)/bin/ruff format --check -q python tests benchmarks examples
+	$(VENV)/bin/mypy python/rusket
+	cargo fmt --check
 	cargo clippy --release --all-targets -q -- -D warnings
+
+# The hand-written stubs must match the compiled extension.
+stubtest: build
+	$(PY) -m mypy.stubtest rusket._core --allowlist tests/stubtest-allowlist.txt
 
 cargo-test: $(STAMP)
 	cargo test --release -q
@@ -33,7 +39,7 @@ cargo-test: $(STAMP)
 pytest: build
 	$(PY) -m pytest -q
 
-test: lint cargo-test pytest
+test: lint cargo-test pytest stubtest
 
 clean:
 	rm -rf $(VENV) target

@@ -173,7 +173,7 @@ class ALS:
         return f"ALS({', '.join(changed)})"
 
     def _checked_params(self) -> dict[str, Any]:
-        p = {
+        p: dict[str, Any] = {
             "factors": check_int("factors", self.factors, minimum=1),
             "regularization": check_float("regularization", self.regularization),
             "alpha": check_float("alpha", self.alpha),
