@@ -95,6 +95,14 @@ t = time.perf_counter()
 recommendations = als.batch_recommend(n=20, exclude_seen=True, format="spark")
 print(f"top-20 for {len(als.user_labels):,} customers in {time.perf_counter() - t:.2f} s")
 
+from rusket import spark as rspark  # noqa: E402
+
+distributed = rspark.batch_recommend(als, n=20, exclude_seen=True)
+print(
+    f"the same scoring inside the Spark executors: {distributed.count():,} rows "
+    f"(local: {recommendations.count():,})"
+)
+
 from pyspark.sql import Window  # noqa: E402
 from pyspark.sql import functions as F  # noqa: E402
 

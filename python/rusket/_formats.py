@@ -42,7 +42,7 @@ def _column_to_numpy(col: pa.ChunkedArray) -> np.ndarray:
     return col.to_numpy()
 
 
-def _spark_compatible(table: pa.Table) -> pa.Table:
+def spark_compatible(table: pa.Table) -> pa.Table:
     """Spark takes variable-size lists: ``list<float32>``, read back as ``array<float>``."""
     cols = []
     for field, col in zip(table.schema, table.columns):
@@ -112,4 +112,4 @@ def convert(table: pa.Table, format: str) -> Any:
         pl = require("polars")
         return pl.from_arrow(table)
     spark = get_spark()
-    return spark.createDataFrame(_spark_compatible(table))
+    return spark.createDataFrame(spark_compatible(table))
