@@ -269,6 +269,11 @@ class ALS:
             raise ValueError(f"X has {n_neg} negative value(s); implicit feedback needs >= 0")
         ul = self._labels_arg(user_labels, m.shape[0], "user_labels")
         il = self._labels_arg(item_labels, m.shape[1], "item_labels")
+        if _is_sorted(ul) and _is_sorted(il):
+            # Labels already in order (the default 0..n-1): no re-encoding needed.
+            m.eliminate_zeros()
+            m.sort_indices()
+            return self._fit_interactions(Interactions(m, ul, il))
         coo = m.tocoo()
         uo, io = np.argsort(ul, kind="stable"), np.argsort(il, kind="stable")
         inv_u, inv_i = np.empty_like(uo), np.empty_like(io)
@@ -636,6 +641,10 @@ class ALS:
         model._user_labels, model._item_labels = ul, il
         model._user_items = seen
         return model
+
+
+def _is_sorted(labels: np.ndarray) -> bool:
+    return len(labels) < 2 or bool(np.all(labels[1:] > labels[:-1]))
 
 
 def _csr_arrays(m: sp.csr_matrix) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
