@@ -320,8 +320,8 @@ class ALS:
         n_users, n_items = ratings.shape
         rng = np.random.default_rng(self.seed)
         # Small random start; the first half-sweep solves the users against these items.
-        users = (rng.standard_normal((n_users, f)) * 0.01).astype(np.float32)
-        items = (rng.standard_normal((n_items, f)) * 0.01).astype(np.float32)
+        users = _initial_factors(rng, n_users, f)
+        items = _initial_factors(rng, n_items, f)
         kw = {
             "regularization": p["regularization"],
             "solver": p["solver"],
@@ -641,6 +641,10 @@ class ALS:
         model._user_labels, model._item_labels = ul, il
         model._user_items = seen
         return model
+
+
+def _initial_factors(rng: np.random.Generator, n_rows: int, f: int) -> np.ndarray:
+    return (rng.standard_normal((n_rows, f)) * 0.01).astype(np.float32)
 
 
 def _is_sorted(labels: np.ndarray) -> bool:
