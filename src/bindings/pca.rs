@@ -1,6 +1,8 @@
 //! PCA fit for Python: borrow a float32 or float64 C-contiguous matrix, release the GIL, fit.
 
-use numpy::{IntoPyArray, PyArray1, PyArray2, PyArrayMethods, PyReadonlyArray2};
+use numpy::{
+    IntoPyArray, PyArray1, PyArray2, PyArrayMethods, PyReadonlyArray2, PyUntypedArrayMethods,
+};
 use pyo3::exceptions::{PyTypeError, PyValueError};
 use pyo3::prelude::*;
 
@@ -23,6 +25,12 @@ fn run<T: Element + numpy::Element>(
     solver: Solver,
     num_threads: usize,
 ) -> PyResult<PcaFit> {
+    // `as_slice` also accepts Fortran order, which would be read transposed here.
+    if !x.is_c_contiguous() {
+        return Err(PyValueError::new_err(
+            "X must be a C-contiguous (row-major) array; use np.ascontiguousarray(X)",
+        ));
+    }
     let (xs, n, d) = slice2(x, "X")?;
     Ok(py.detach(|| with_threads(num_threads, || fit(xs, n, d, n_components, solver)))??)
 }

@@ -28,10 +28,10 @@
 //! Signs follow scikit-learn's rule for PCA (`svd_flip(u_based_decision=False)`): in each
 //! component, the entry of largest magnitude (the first one on ties) is made positive.
 
+use faer::diag::Diag;
 use faer::dyn_stack::{MemBuffer, MemStack};
 use faer::linalg::matmul::{matmul, triangular, triangular::BlockStructure};
 use faer::linalg::{evd, householder, qr, svd};
-use faer::diag::Diag;
 use faer::{Accum, Mat, MatMut, MatRef, Par};
 use rayon::prelude::*;
 use std::ops::Range;
