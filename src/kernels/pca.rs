@@ -10,10 +10,12 @@
 //!   two-pass scheme) avoids the cancellation of `XᵀX − n μμᵀ`. When `d > n` (wide data, where
 //!   the `d x d` covariance would be large) it takes the thin SVD of the centred `n x d` matrix
 //!   instead, which also yields a complete orthonormal set of components.
-//! * [`Solver::Randomized`]: the randomized range finder of Halko, Martinsson & Tropp (SIAM
-//!   Review 2011): `Y = AΩ` for a seeded Gaussian `Ω` (`d x (k + oversamples)`), a few power
-//!   iterations `Q ← qr(A qr(AᵀQ))` that re-orthonormalise after every product, then the SVD
-//!   of the small `B = QᵀA`. Its cost is a handful of passes over `X`, `O(n d (k + p))` each.
+//! * [`Solver::Randomized`]: randomized SVD after Halko, Martinsson & Tropp (SIAM Review
+//!   2011): a seeded Gaussian `Ω` (`d x l`, `l = k + oversamples`), power (subspace)
+//!   iterations `V ← qr(Aᵀ(A V))` that re-orthonormalise after every product, then a
+//!   Rayleigh–Ritz step on `A V` (eigendecomposition of the small `l x l` matrix `VᵀAᵀAV`).
+//!   Only `d x l` and `l x l` matrices are factored; the cost is `2 n_iter + 3` passes over
+//!   `X`, `O(n d l)` each.
 //!
 //! Both report the total variance of the data (`‖A‖²_F / (n−1)`), so explained-variance ratios
 //! are relative to all of the variance, also when only `k` components were computed.
@@ -449,7 +451,8 @@ fn thin_svd(m: MatRef<'_, f64>) -> CoreResult<(Mat<f64>, Vec<f64>)> {
     Ok((u, s))
 }
 
-/// An orthonormal basis (thin Q of a Householder QR) of the columns of `m` (`rows >= cols`).
+/// An orthonormal basis (thin Q of a sequential Householder QR) of the columns of `m`
+/// (`rows >= cols`).
 fn orthonormal(m: MatRef<'_, f64>) -> Mat<f64> {
     let (r, c) = m.shape();
     let size = r.min(c);
@@ -489,18 +492,6 @@ fn orthonormal(m: MatRef<'_, f64>) -> Mat<f64> {
     q
 }
 
-/// Row-major copy of a column-major matrix.
-fn to_row_major(m: MatRef<'_, f64>) -> Vec<f64> {
-    let (r, c) = (m.nrows(), m.ncols());
-    let mut out = vec![0.0f64; r * c];
-    for j in 0..c {
-        for i in 0..r {
-            out[i * c + j] = m[(i, j)];
-        }
-    }
-    out
-}
-
 #[allow(clippy::too_many_arguments)]
 fn randomized<T: Element>(
     x: &[T],
@@ -515,31 +506,32 @@ fn randomized<T: Element>(
     let l = (k + oversamples).min(n.min(d));
     let mut rng = Rng::new(seed);
     let omega = Mat::from_fn(d, l, |_, _| rng.normal());
-    let (yt, sumsq) = times_right(x, n, d, &mean, omega.as_ref());
-    let total_variance = sumsq / (n - 1) as f64;
-    // Yᵀ is column-major l x n; Y is its transpose.
-    let mut q =
-        to_row_major(orthonormal(MatRef::from_column_major_slice(&yt, l, n).transpose()).as_ref());
-    drop(yt);
-    for _ in 0..n_iter {
-        let z = times_left(x, n, d, &mean, &q, l);
-        let qz = orthonormal(z.as_ref());
-        let (yt, _) = times_right(x, n, d, &mean, qz.as_ref());
-        q = to_row_major(
-            orthonormal(MatRef::from_column_major_slice(&yt, l, n).transpose()).as_ref(),
-        );
+    // Subspace iteration on AᵀA: V ← qr(Aᵀ(A V)), re-orthonormalised after every product.
+    // After `n_iter + 1` steps V spans (AᵀA)^(n_iter+1) Ω, the row space Halko's scheme with
+    // `n_iter` power iterations projects on (B = QᵀA with Q = orth((AAᵀ)^n_iter A Ω)). Only
+    // the small d x l side is factored, so no QR of a tall n x l matrix is needed.
+    let mut v = orthonormal(omega.as_ref());
+    let mut total_variance = 0.0;
+    for step in 0..=n_iter {
+        let (y, sumsq) = times_right(x, n, d, &mean, v.as_ref());
+        if step == 0 {
+            total_variance = sumsq / (n - 1) as f64;
+        }
+        let z = times_left(x, n, d, &mean, &y, l);
+        v = orthonormal(z.as_ref());
     }
-    // Bᵀ = Aᵀ Q (d x l) = W S Ubᵀ: the right singular vectors of B are the columns of W.
-    let bt = times_left(x, n, d, &mean, &q, l);
-    let svd = bt
-        .thin_svd()
-        .map_err(|e| CoreError::Value(format!("SVD did not converge: {e:?}")))?;
-    let (w, s) = (svd.U(), svd.S().column_vector());
+    // Rayleigh–Ritz: with Y = A V and YᵀY = W Λ Wᵀ, A V = U Λ^½ Wᵀ, so the singular values of A
+    // on span(V) are Λ^½ and the right singular vectors are the columns of V W.
+    let (y, _) = times_right(x, n, d, &mean, v.as_ref());
+    let g = centred_gram(&y, n, l, &vec![0.0; l], 1.0);
+    drop(y);
+    let (w, lam) = eigh(g.as_ref())?;
     let mut components = Vec::with_capacity(k * d);
-    for c in 0..k {
-        components.extend((0..d).map(|j| w[(j, c)]));
+    let mut singular_values = Vec::with_capacity(k);
+    for c in (l - k..l).rev() {
+        singular_values.push(lam[c].max(0.0).sqrt());
+        components.extend((0..d).map(|j| (0..l).map(|t| v[(j, t)] * w[(t, c)]).sum::<f64>()));
     }
-    let singular_values: Vec<f64> = (0..k).map(|c| s[c]).collect();
     let explained_variance = singular_values
         .iter()
         .map(|s| s * s / (n - 1) as f64)
