@@ -14,8 +14,8 @@
 //!   2011): a seeded Gaussian `Ω` (`d x l`, `l = k + oversamples`), power (subspace)
 //!   iterations `V ← qr(Aᵀ(A V))` that re-orthonormalise after every product, then a
 //!   Rayleigh–Ritz step on `A V` (eigendecomposition of the small `l x l` matrix `VᵀAᵀAV`).
-//!   Only `d x l` and `l x l` matrices are factored; the cost is `2 n_iter + 3` passes over
-//!   `X`, `O(n d l)` each.
+//!   Only `d x l` and `l x l` matrices are factored; each iteration is one pass over `X` that
+//!   forms `Aᵀ(A V)` block by block (`4 n d l` flops), `n_iter + 2` passes in all.
 //!
 //! Both report the total variance of the data (`‖A‖²_F / (n−1)`), so explained-variance ratios
 //! are relative to all of the variance, also when only `k` components were computed.
@@ -327,79 +327,42 @@ fn centred_svd<T: Element>(x: &[T], n: usize, d: usize, mean: Vec<f64>) -> CoreR
     })
 }
 
-/// `Y = A Ω` for a column-major `d x l` matrix `Ω`; `Y` is returned row-major (`n x l`), i.e.
-/// column-major `l x n` (`Yᵀ`), with `‖A‖²_F` as a by-product.
-fn times_right<T: Element>(
+/// `Z = Aᵀ(A V)` (column-major `d x l`) for a column-major `d x l` matrix `V`, in one pass over
+/// the rows: every block computes `Y_b = A_b V` and adds `A_bᵀ Y_b`, so `A V` is never stored.
+/// Also returns `‖A‖²_F`.
+fn gram_times<T: Element>(
     x: &[T],
     n: usize,
     d: usize,
     mean: &[f64],
-    omega: MatRef<'_, f64>,
-) -> (Vec<f64>, f64) {
-    let l = omega.ncols();
-    let ranges = chunks(n, l);
-    let mut y = vec![0.0f64; n * l];
-    // Each chunk owns its rows of Y, so this is a disjoint split.
-    let mut pieces = Vec::with_capacity(ranges.len());
-    let mut rest = y.as_mut_slice();
-    for r in &ranges {
-        let (head, tail) = rest.split_at_mut(r.len() * l);
-        pieces.push(head);
-        rest = tail;
-    }
-    let sumsq: Vec<f64> = ranges
-        .into_par_iter()
-        .zip(pieces)
-        .map(|(rows, piece)| {
-            let mut buf = Vec::new();
-            let mut ss = 0.0f64;
-            let start = rows.start;
-            for b in blocks(rows) {
-                centre_into(x, d, mean, b.clone(), &mut buf);
-                let at = block_view(&buf, d);
-                ss += buf.iter().map(|v| v * v).sum::<f64>();
-                let off = (b.start - start) * l;
-                let yt = MatMut::from_column_major_slice_mut(
-                    &mut piece[off..off + b.len() * l],
-                    l,
-                    b.len(),
-                );
-                // Yᵀ_block (l x B) = Ωᵀ (l x d) · Aᵀ_block (d x B)
-                matmul(yt, Accum::Replace, omega.transpose(), at, 1.0, Par::Seq);
-            }
-            ss
-        })
-        .collect();
-    (y, sumsq.iter().sum())
-}
-
-/// `Z = Aᵀ Q` (column-major `d x l`) for `Q` given row-major `n x l`.
-fn times_left<T: Element>(
-    x: &[T],
-    n: usize,
-    d: usize,
-    mean: &[f64],
-    q: &[f64],
-    l: usize,
-) -> Mat<f64> {
-    let parts: Vec<Vec<f64>> = chunks(n, d * l)
+    v: MatRef<'_, f64>,
+) -> (Mat<f64>, f64) {
+    let l = v.ncols();
+    let parts: Vec<(Vec<f64>, f64)> = chunks(n, d * l)
         .into_par_iter()
         .map(|rows| {
             let mut z = vec![0.0f64; d * l];
+            let mut ss = 0.0f64;
             let mut buf = Vec::new();
+            let mut yt = vec![0.0f64; l * BLOCK_ROWS];
             for b in blocks(rows) {
                 centre_into(x, d, mean, b.clone(), &mut buf);
+                ss += buf.iter().map(|v| v * v).sum::<f64>();
                 let at = block_view(&buf, d);
-                // Row-major B x l rows of Q == column-major l x B; transpose to B x l.
-                let qb = MatRef::from_column_major_slice(&q[b.start * l..b.end * l], l, b.len());
+                // Y_bᵀ (l x B) = Vᵀ (l x d) · A_bᵀ (d x B)
+                let ytm = MatMut::from_column_major_slice_mut(&mut yt[..l * b.len()], l, b.len());
+                matmul(ytm, Accum::Replace, v.transpose(), at, 1.0, Par::Seq);
+                // Z += A_bᵀ (d x B) · Y_b (B x l)
                 let zm = MatMut::from_column_major_slice_mut(&mut z, d, l);
-                matmul(zm, Accum::Add, at, qb.transpose(), 1.0, Par::Seq);
+                let ytr = MatRef::from_column_major_slice(&yt[..l * b.len()], l, b.len());
+                matmul(zm, Accum::Add, at, ytr.transpose(), 1.0, Par::Seq);
             }
-            z
+            (z, ss)
         })
         .collect();
-    let z = sum_in_order(parts, d * l);
-    Mat::from_fn(d, l, |i, j| z[i + j * d])
+    let sumsq = parts.iter().map(|p| p.1).sum();
+    let z = sum_in_order(parts.into_iter().map(|p| p.0).collect(), d * l);
+    (Mat::from_fn(d, l, |i, j| z[i + j * d]), sumsq)
 }
 
 /// Eigenvalues (increasing) and eigenvectors of the symmetric matrix `a` (lower half read).
@@ -513,18 +476,25 @@ fn randomized<T: Element>(
     let mut v = orthonormal(omega.as_ref());
     let mut total_variance = 0.0;
     for step in 0..=n_iter {
-        let (y, sumsq) = times_right(x, n, d, &mean, v.as_ref());
+        let (z, sumsq) = gram_times(x, n, d, &mean, v.as_ref());
         if step == 0 {
             total_variance = sumsq / (n - 1) as f64;
         }
-        let z = times_left(x, n, d, &mean, &y, l);
         v = orthonormal(z.as_ref());
     }
-    // Rayleigh–Ritz: with Y = A V and YᵀY = W Λ Wᵀ, A V = U Λ^½ Wᵀ, so the singular values of A
-    // on span(V) are Λ^½ and the right singular vectors are the columns of V W.
-    let (y, _) = times_right(x, n, d, &mean, v.as_ref());
-    let g = centred_gram(&y, n, l, &vec![0.0; l], 1.0);
-    drop(y);
+    // Rayleigh–Ritz: with VᵀAᵀAV = W Λ Wᵀ, A V = U Λ^½ Wᵀ, so the singular values of A on
+    // span(V) are Λ^½ and the right singular vectors are the columns of V W.
+    let (z, _) = gram_times(x, n, d, &mean, v.as_ref());
+    let mut g = Mat::zeros(l, l);
+    matmul(
+        g.as_mut(),
+        Accum::Replace,
+        v.transpose(),
+        z.as_ref(),
+        1.0,
+        Par::Seq,
+    );
+    let g = Mat::from_fn(l, l, |i, j| 0.5 * (g[(i, j)] + g[(j, i)]));
     let (w, lam) = eigh(g.as_ref())?;
     let mut components = Vec::with_capacity(k * d);
     let mut singular_values = Vec::with_capacity(k);
