@@ -15,7 +15,8 @@
 //!   iterations `V ← qr(Aᵀ(A V))` that re-orthonormalise after every product, then a
 //!   Rayleigh–Ritz step on `A V` (eigendecomposition of the small `l x l` matrix `VᵀAᵀAV`).
 //!   Only `d x l` and `l x l` matrices are factored; each iteration is one pass over `X` that
-//!   forms `Aᵀ(A V)` block by block (`4 n d l` flops), `n_iter + 2` passes in all.
+//!   forms `Aᵀ(A V)` block by block (`4 n d l` flops): with the pass for the means,
+//!   `n_iter + 3` passes in all.
 //!
 //! Both report the total variance of the data (`‖A‖²_F / (n−1)`), so explained-variance ratios
 //! are relative to all of the variance, also when only `k` components were computed.
@@ -23,9 +24,10 @@
 //! Rows are cut into at most [`MAX_CHUNKS`] contiguous chunks whose boundaries depend on `n`
 //! and `d` only; every chunk sums its rows in order and the chunk partials are added in chunk
 //! order, so the result does not depend on the number of threads. The dense factorisations
-//! (eigendecomposition, QR, SVD) come from faer and run sequentially (`Par::Seq`): faer's
-//! parallel versions round differently with different thread counts, and these matrices are
-//! small (`d x d`, `n x (k + p)`, `d x (k + p)`) next to the passes over the data.
+//! (eigendecompositions of `d x d` and `l x l` matrices, QR of `d x l`, and the thin SVD of the
+//! wide exact path) come from faer and run sequentially (`Par::Seq`): faer's parallel versions
+//! round differently with different thread counts. Only the wide exact SVD is large; wide data
+//! with few components should use the randomized solver (what `"auto"` picks in Python).
 //!
 //! Signs follow scikit-learn's rule for PCA (`svd_flip(u_based_decision=False)`): in each
 //! component, the entry of largest magnitude (the first one on ties) is made positive.
