@@ -9,6 +9,10 @@ Run (fair BLAS: some machines here set OPENBLAS_CORETYPE / OPENBLAS_L2_SIZE, whi
 unset them for this command only)::
 
     env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE .venv/bin/python benchmarks/bench_pca.py
+
+Options: ``--threads 1`` pins both libraries to one thread (steadier on a shared machine),
+``--wide`` adds a 20,000 x 2,000 case where both "auto" solvers are randomized, ``--scale 0.1``
+makes a quick run.
 """
 
 from __future__ import annotations
@@ -73,6 +77,8 @@ def bench_shape(n: int, d: int, k: int, args: argparse.Namespace, with_full: boo
             args.repeats,
         ),
         "sklearn auto": (lambda: SkPCA(k).fit(x), args.repeats),
+        # scikit-learn computes in the input's precision: give it float64 for equal accuracy.
+        "sklearn auto, f64": (lambda: SkPCA(k).fit(x.astype(np.float64)), args.repeats),
         "sklearn randomized": (
             lambda: SkPCA(k, svd_solver="randomized", random_state=0).fit(x),
             args.repeats,
@@ -93,6 +99,7 @@ def bench_shape(n: int, d: int, k: int, args: argparse.Namespace, with_full: boo
     print("ratios (sklearn median / rusket median):")
     pairs = [
         ("sklearn auto", "rusket auto"),
+        ("sklearn auto, f64", "rusket auto"),
         ("sklearn randomized", "rusket randomized"),
         ("sklearn randomized", "rusket auto"),
     ]
