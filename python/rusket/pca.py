@@ -95,16 +95,18 @@ def _as_matrix(X: Any, name: str = "X") -> np.ndarray:
         raise TypeError(f"{name} must be a dense array; got a sparse matrix ({type(X).__name__})")
     arr = np.asarray(X)
     if np.iscomplexobj(arr):
-        raise ValueError(f"{name} must be real; complex data is not supported")
+        raise ValueError(f"Complex data not supported; {name} must be real")
     dtype = np.float32 if arr.dtype == np.float32 else np.float64
     try:
         arr = np.ascontiguousarray(arr, dtype=dtype)
-    except (TypeError, ValueError) as exc:
+    except TypeError as exc:
+        raise TypeError(f"{name} must be numeric; could not convert to float: {exc}") from exc
+    except ValueError as exc:
         raise ValueError(f"{name} must be numeric; could not convert to float: {exc}") from exc
     if arr.ndim != 2:
         raise ValueError(
             f"Expected a 2-d array for {name} (samples x features); got {arr.ndim}-d with shape "
-            f"{arr.shape}. Reshape 1-d data with X.reshape(-1, 1) (one feature) or "
+            f"{arr.shape}. Reshape your data with X.reshape(-1, 1) (one feature) or "
             "X.reshape(1, -1) (one sample)."
         )
     return arr
@@ -195,9 +197,9 @@ class PCA(_Transformer, _Base):  # type: ignore[misc]
     Examples
     --------
     >>> import numpy as np
-    >>> import rusket
+    >>> from rusket.pca import PCA  # also exported as rusket.PCA
     >>> X = np.random.default_rng(0).normal(size=(1000, 8)) * np.arange(1, 9)
-    >>> pca = rusket.PCA(n_components=3).fit(X)
+    >>> pca = PCA(n_components=3).fit(X)
     >>> pca.components_.shape
     (3, 8)
     >>> pca.transform(X[:2]).shape
@@ -302,9 +304,12 @@ class PCA(_Transformer, _Base):  # type: ignore[misc]
     def _fit(self, X: np.ndarray) -> None:
         n, d = X.shape
         if n < 2:
-            raise ValueError(f"PCA needs at least 2 samples; X has {n} row(s)")
+            raise ValueError(f"PCA needs at least 2 samples; got {n} sample(s) (X.shape={X.shape})")
         if d < 1:
-            raise ValueError("PCA needs at least 1 feature; X has 0 columns")
+            raise ValueError(
+                f"Found array with 0 feature(s) (shape={X.shape}) while a minimum of 1 is "
+                "required (PCA needs at least 1 feature)."
+            )
         solver, nc = self._check_params(n, d)
         r = min(n, d)
         seed, n_iter, k_rust = 0, 0, 0
