@@ -48,4 +48,21 @@ def topk(
 
 # --- PCA (src/bindings/pca.rs) ---------------------------------------------------------------
 
+def pca_fit(
+    x: npt.NDArray[np.float32] | npt.NDArray[np.float64],
+    *,
+    n_components: int,
+    solver: str,
+    n_oversamples: int = 10,
+    n_iter: int = 4,
+    seed: int = 0,
+    num_threads: int = 0,
+) -> tuple[
+    npt.NDArray[np.float64],
+    npt.NDArray[np.float64],
+    npt.NDArray[np.float64],
+    npt.NDArray[np.float64],
+    float,
+]: ...
+
 # (end of PCA section)

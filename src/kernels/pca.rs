@@ -1,1 +1,782 @@
-//! pca kernel (being written).
+//! Principal component analysis of a dense row-major `n x d` matrix `X`, in f64.
+//!
+//! Two solvers, both working on the centred matrix `A = X − 1μᵀ` without ever writing it out
+//! whole (each block of rows is centred into a small f64 buffer when it is read):
+//!
+//! * [`Solver::Covariance`] (exact). When `d <= n` it streams the rows once to get the column
+//!   means μ and a second time to accumulate `AᵀA` (lower triangle, f64), then takes the
+//!   symmetric eigendecomposition `AᵀA / (n−1) = V Λ Vᵀ`: the eigenvalues are the explained
+//!   variances and the eigenvectors the components. Centring before forming the product (a
+//!   two-pass scheme) avoids the cancellation of `XᵀX − n μμᵀ`. When `d > n` (wide data, where
+//!   the `d x d` covariance would be large) it takes the thin SVD of the centred `n x d` matrix
+//!   instead, which also yields a complete orthonormal set of components.
+//! * [`Solver::Randomized`]: randomized SVD after Halko, Martinsson & Tropp (SIAM Review
+//!   2011): a seeded Gaussian `Ω` (`d x l`, `l = k + oversamples`), power (subspace)
+//!   iterations `V ← qr(Aᵀ(A V))` that re-orthonormalise after every product, then a
+//!   Rayleigh–Ritz step on `A V` (eigendecomposition of the small `l x l` matrix `VᵀAᵀAV`).
+//!   Only `d x l` and `l x l` matrices are factored; each iteration is one pass over `X` that
+//!   forms `Aᵀ(A V)` block by block (`4 n d l` flops): with the pass for the means,
+//!   `n_iter + 3` passes in all.
+//!
+//! Both report the total variance of the data (`‖A‖²_F / (n−1)`), so explained-variance ratios
+//! are relative to all of the variance, also when only `k` components were computed.
+//!
+//! Rows are cut into at most [`MAX_CHUNKS`] contiguous chunks whose boundaries depend on `n`
+//! and `d` only; every chunk sums its rows in order and the chunk partials are added in chunk
+//! order, so the result does not depend on the number of threads. The dense factorisations
+//! (eigendecompositions of `d x d` and `l x l` matrices, QR of `d x l`, and the thin SVD of the
+//! wide exact path) come from faer and run sequentially (`Par::Seq`): faer's parallel versions
+//! round differently with different thread counts. Only the wide exact SVD is large; wide data
+//! with few components should use the randomized solver (what `"auto"` picks in Python).
+//!
+//! Signs follow scikit-learn's rule for PCA (`svd_flip(u_based_decision=False)`): in each
+//! component, the entry of largest magnitude (the first one on ties) is made positive.
+
+use faer::diag::Diag;
+use faer::dyn_stack::{MemBuffer, MemStack};
+use faer::linalg::matmul::{matmul, triangular, triangular::BlockStructure};
+use faer::linalg::{evd, householder, qr, svd};
+use faer::{Accum, Mat, MatMut, MatRef, Par};
+use rayon::prelude::*;
+use std::ops::Range;
+
+use crate::error::{shape_err, CoreError, CoreResult};
+
+/// Rows centred into one f64 buffer at a time.
+const BLOCK_ROWS: usize = 512;
+/// Upper bound on the number of row chunks processed in parallel (and so on per-chunk partials).
+const MAX_CHUNKS: usize = 64;
+/// Memory allowed for the per-chunk partial sums of one pass, in f64 values (256 MiB).
+const PARTIALS_BUDGET: usize = 1 << 25;
+
+/// Input element types: f32 and f64, both read as f64.
+pub trait Element: Copy + Send + Sync + 'static {
+    fn to_f64(self) -> f64;
+}
+
+impl Element for f32 {
+    #[inline(always)]
+    fn to_f64(self) -> f64 {
+        self as f64
+    }
+}
+
+impl Element for f64 {
+    #[inline(always)]
+    fn to_f64(self) -> f64 {
+        self
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum Solver {
+    /// Exact: covariance eigendecomposition (`d <= n`) or thin SVD of the centred data.
+    Covariance,
+    /// Randomized SVD with `oversamples` extra directions and `n_iter` power iterations.
+    Randomized {
+        oversamples: usize,
+        n_iter: usize,
+        seed: u64,
+    },
+}
+
+impl Solver {
+    /// Parses the solver name used by the Python side. `"auto"` is resolved in Python.
+    pub fn parse(name: &str, oversamples: usize, n_iter: usize, seed: u64) -> CoreResult<Self> {
+        match name {
+            "full" | "covariance_eigh" | "covariance" => Ok(Solver::Covariance),
+            "randomized" => Ok(Solver::Randomized {
+                oversamples,
+                n_iter,
+                seed,
+            }),
+            other => Err(CoreError::Value(format!(
+                "svd_solver must be \"full\", \"covariance_eigh\" or \"randomized\"; got {other:?}"
+            ))),
+        }
+    }
+}
+
+/// What a fit returns; matrices are row-major.
+#[derive(Clone, Debug, PartialEq)]
+pub struct PcaFit {
+    /// Column means, length `d`.
+    pub mean: Vec<f64>,
+    /// `r x d` components (orthonormal rows), by decreasing variance.
+    pub components: Vec<f64>,
+    /// Variance along each component (`s² / (n−1)`), length `r`.
+    pub explained_variance: Vec<f64>,
+    /// Singular values of the centred data, length `r`.
+    pub singular_values: Vec<f64>,
+    /// Total variance of the data, `Σ_j var(X[:, j])` with `ddof = 1`.
+    pub total_variance: f64,
+}
+
+impl PcaFit {
+    /// Number of components computed.
+    pub fn n_components(&self) -> usize {
+        self.explained_variance.len()
+    }
+}
+
+/// Fits PCA to the row-major `n x d` matrix `x`.
+///
+/// The exact solver returns all `min(n, d)` components (the caller truncates); the randomized
+/// one returns `n_components` of them (`1 <= n_components <= min(n, d)`).
+pub fn fit<T: Element>(
+    x: &[T],
+    n: usize,
+    d: usize,
+    n_components: usize,
+    solver: Solver,
+) -> CoreResult<PcaFit> {
+    if n < 2 {
+        return shape_err(format!("PCA needs at least 2 samples (rows); got {n}"));
+    }
+    if d == 0 {
+        return shape_err("PCA needs at least 1 feature (column); got 0");
+    }
+    if x.len() != n * d {
+        return shape_err(format!(
+            "X has {} values, expected {n} rows x {d} columns",
+            x.len()
+        ));
+    }
+    let r = n.min(d);
+    if let Solver::Randomized { .. } = solver {
+        if n_components == 0 || n_components > r {
+            return Err(CoreError::Value(format!(
+                "n_components must be between 1 and min(n_samples, n_features)={r}; \
+                 got {n_components}"
+            )));
+        }
+    }
+    let mean = column_means(x, n, d)?;
+    let mut out = match solver {
+        Solver::Covariance if d <= n => covariance_eigh(x, n, d, mean),
+        Solver::Covariance => centred_svd(x, n, d, mean),
+        Solver::Randomized {
+            oversamples,
+            n_iter,
+            seed,
+        } => randomized(x, n, d, mean, n_components, oversamples, n_iter, seed),
+    }?;
+    flip_signs(&mut out.components, d);
+    Ok(out)
+}
+
+/// Contiguous row ranges, a function of `n` and the partial size only (never of the threads).
+fn chunks(n: usize, partial_len: usize) -> Vec<Range<usize>> {
+    let by_rows = n.div_ceil(BLOCK_ROWS);
+    let by_memory = (PARTIALS_BUDGET / partial_len.max(1)).max(1);
+    let c = by_rows.min(by_memory).clamp(1, MAX_CHUNKS);
+    let per = n.div_ceil(c);
+    (0..c)
+        .map(|i| (i * per).min(n)..((i + 1) * per).min(n))
+        .filter(|r| !r.is_empty())
+        .collect()
+}
+
+/// Adds equally long partials in the given order.
+fn sum_in_order(parts: Vec<Vec<f64>>, len: usize) -> Vec<f64> {
+    let mut total = vec![0.0f64; len];
+    for p in parts {
+        for (t, v) in total.iter_mut().zip(&p) {
+            *t += v;
+        }
+    }
+    total
+}
+
+/// Column means in f64; fails on NaN or infinite values (a non-finite sum means one of them).
+fn column_means<T: Element>(x: &[T], n: usize, d: usize) -> CoreResult<Vec<f64>> {
+    let parts: Vec<Vec<f64>> = chunks(n, d)
+        .into_par_iter()
+        .map(|rows| {
+            let mut s = vec![0.0f64; d];
+            for row in x[rows.start * d..rows.end * d].chunks_exact(d) {
+                for (sj, v) in s.iter_mut().zip(row) {
+                    *sj += v.to_f64();
+                }
+            }
+            s
+        })
+        .collect();
+    let mut mean = sum_in_order(parts, d);
+    if mean.iter().any(|v| !v.is_finite()) {
+        return Err(CoreError::Value(
+            "X contains NaN or infinity (or values too large to sum); \
+             remove or impute them before fitting"
+                .into(),
+        ));
+    }
+    let inv = 1.0 / n as f64;
+    mean.iter_mut().for_each(|m| *m *= inv);
+    Ok(mean)
+}
+
+/// Writes rows `rows` of `x`, centred, into `buf` (row-major, i.e. a column-major `d x len`
+/// matrix: the transposed block `A_blockᵀ`, see [`block_view`]).
+#[inline]
+fn centre_into<T: Element>(
+    x: &[T],
+    d: usize,
+    mean: &[f64],
+    rows: Range<usize>,
+    buf: &mut Vec<f64>,
+) {
+    buf.clear();
+    buf.reserve(rows.len() * d);
+    for row in x[rows.start * d..rows.end * d].chunks_exact(d) {
+        buf.extend(row.iter().zip(mean).map(|(v, m)| v.to_f64() - m));
+    }
+}
+
+/// The centred block in `buf` as the column-major `d x len` matrix `A_blockᵀ`.
+#[inline]
+fn block_view(buf: &[f64], d: usize) -> MatRef<'_, f64> {
+    MatRef::from_column_major_slice(buf, d, buf.len() / d)
+}
+
+/// Sub-blocks of at most `BLOCK_ROWS` rows of a chunk.
+fn blocks(rows: Range<usize>) -> impl Iterator<Item = Range<usize>> {
+    let end = rows.end;
+    rows.step_by(BLOCK_ROWS)
+        .map(move |s| s..(s + BLOCK_ROWS).min(end))
+}
+
+/// `scale · AᵀA` (full, symmetric, column-major `d x d`) in f64.
+fn centred_gram<T: Element>(x: &[T], n: usize, d: usize, mean: &[f64], scale: f64) -> Mat<f64> {
+    let parts: Vec<Vec<f64>> = chunks(n, d * d)
+        .into_par_iter()
+        .map(|rows| {
+            let mut g = vec![0.0f64; d * d];
+            let mut buf = Vec::new();
+            for b in blocks(rows) {
+                centre_into(x, d, mean, b, &mut buf);
+                let at = block_view(&buf, d);
+                let gm = MatMut::from_column_major_slice_mut(&mut g, d, d);
+                // Only the lower triangle: half the work of a full product.
+                triangular::matmul(
+                    gm,
+                    BlockStructure::TriangularLower,
+                    Accum::Add,
+                    at,
+                    BlockStructure::Rectangular,
+                    at.transpose(),
+                    BlockStructure::Rectangular,
+                    1.0,
+                    Par::Seq,
+                );
+            }
+            g
+        })
+        .collect();
+    let g = sum_in_order(parts, d * d);
+    Mat::from_fn(d, d, |i, j| {
+        scale * if i >= j { g[i + j * d] } else { g[j + i * d] }
+    })
+}
+
+fn covariance_eigh<T: Element>(x: &[T], n: usize, d: usize, mean: Vec<f64>) -> CoreResult<PcaFit> {
+    let c = centred_gram(x, n, d, &mean, 1.0 / (n - 1) as f64);
+    let total_variance: f64 = (0..d).map(|j| c[(j, j)]).sum();
+    let (u, s) = eigh(c.as_ref())?;
+    // faer sorts eigenvalues increasingly; PCA wants them decreasing. Rounding can leave the
+    // eigenvalues of a positive semi-definite matrix slightly negative: clip them at zero.
+    let mut components = Vec::with_capacity(d * d);
+    let mut explained_variance = Vec::with_capacity(d);
+    for k in (0..d).rev() {
+        explained_variance.push(s[k].max(0.0));
+        components.extend((0..d).map(|j| u[(j, k)]));
+    }
+    let singular_values = explained_variance
+        .iter()
+        .map(|v| (v * (n - 1) as f64).sqrt())
+        .collect();
+    Ok(PcaFit {
+        mean,
+        components,
+        explained_variance,
+        singular_values,
+        total_variance,
+    })
+}
+
+/// Exact PCA of wide data (`d > n`): thin SVD of the centred `n x d` matrix.
+fn centred_svd<T: Element>(x: &[T], n: usize, d: usize, mean: Vec<f64>) -> CoreResult<PcaFit> {
+    let mut buf = Vec::new();
+    // Column-major `d x n`: the transposed centred matrix, `Aᵀ = V S Uᵀ`.
+    centre_into(x, d, &mean, 0..n, &mut buf);
+    let total_variance = buf.iter().map(|v| v * v).sum::<f64>() / (n - 1) as f64;
+    let (v, s) = thin_svd(block_view(&buf, d))?;
+    let r = n.min(d);
+    let mut components = Vec::with_capacity(r * d);
+    for k in 0..r {
+        components.extend((0..d).map(|j| v[(j, k)]));
+    }
+    let singular_values: Vec<f64> = (0..r).map(|k| s[k]).collect();
+    let explained_variance = singular_values
+        .iter()
+        .map(|s| s * s / (n - 1) as f64)
+        .collect();
+    Ok(PcaFit {
+        mean,
+        components,
+        explained_variance,
+        singular_values,
+        total_variance,
+    })
+}
+
+/// `Z = Aᵀ(A V)` (column-major `d x l`) for a column-major `d x l` matrix `V`, in one pass over
+/// the rows: every block computes `Y_b = A_b V` and adds `A_bᵀ Y_b`, so `A V` is never stored.
+/// Also returns `‖A‖²_F`.
+fn gram_times<T: Element>(
+    x: &[T],
+    n: usize,
+    d: usize,
+    mean: &[f64],
+    v: MatRef<'_, f64>,
+) -> (Mat<f64>, f64) {
+    let l = v.ncols();
+    let parts: Vec<(Vec<f64>, f64)> = chunks(n, d * l)
+        .into_par_iter()
+        .map(|rows| {
+            let mut z = vec![0.0f64; d * l];
+            let mut ss = 0.0f64;
+            let mut buf = Vec::new();
+            let mut yt = vec![0.0f64; l * BLOCK_ROWS];
+            for b in blocks(rows) {
+                centre_into(x, d, mean, b.clone(), &mut buf);
+                ss += buf.iter().map(|v| v * v).sum::<f64>();
+                let at = block_view(&buf, d);
+                // Y_bᵀ (l x B) = Vᵀ (l x d) · A_bᵀ (d x B)
+                let ytm = MatMut::from_column_major_slice_mut(&mut yt[..l * b.len()], l, b.len());
+                matmul(ytm, Accum::Replace, v.transpose(), at, 1.0, Par::Seq);
+                // Z += A_bᵀ (d x B) · Y_b (B x l)
+                let zm = MatMut::from_column_major_slice_mut(&mut z, d, l);
+                let ytr = MatRef::from_column_major_slice(&yt[..l * b.len()], l, b.len());
+                matmul(zm, Accum::Add, at, ytr.transpose(), 1.0, Par::Seq);
+            }
+            (z, ss)
+        })
+        .collect();
+    let sumsq = parts.iter().map(|p| p.1).sum();
+    let z = sum_in_order(parts.into_iter().map(|p| p.0).collect(), d * l);
+    (Mat::from_fn(d, l, |i, j| z[i + j * d]), sumsq)
+}
+
+/// Eigenvalues (increasing) and eigenvectors of the symmetric matrix `a` (lower half read).
+fn eigh(a: MatRef<'_, f64>) -> CoreResult<(Mat<f64>, Vec<f64>)> {
+    let n = a.nrows();
+    let mut u = Mat::zeros(n, n);
+    let mut s = Diag::zeros(n);
+    let req = evd::self_adjoint_evd_scratch::<f64>(
+        n,
+        evd::ComputeEigenvectors::Yes,
+        Par::Seq,
+        Default::default(),
+    );
+    let mut mem = MemBuffer::new(req);
+    evd::self_adjoint_evd(
+        a,
+        s.as_mut(),
+        Some(u.as_mut()),
+        Par::Seq,
+        MemStack::new(&mut mem),
+        Default::default(),
+    )
+    .map_err(|e| CoreError::Value(format!("eigendecomposition did not converge: {e:?}")))?;
+    let s = (0..n).map(|i| s.column_vector()[i]).collect();
+    Ok((u, s))
+}
+
+/// Thin SVD `m = U S Vᵀ`: `(U, S)`, singular values decreasing.
+fn thin_svd(m: MatRef<'_, f64>) -> CoreResult<(Mat<f64>, Vec<f64>)> {
+    let (r, c) = m.shape();
+    let size = r.min(c);
+    let mut u = Mat::zeros(r, size);
+    let mut v = Mat::zeros(c, size);
+    let mut s = Diag::zeros(size);
+    let thin = svd::ComputeSvdVectors::Thin;
+    let req = svd::svd_scratch::<f64>(r, c, thin, thin, Par::Seq, Default::default());
+    let mut mem = MemBuffer::new(req);
+    svd::svd(
+        m,
+        s.as_mut(),
+        Some(u.as_mut()),
+        Some(v.as_mut()),
+        Par::Seq,
+        MemStack::new(&mut mem),
+        Default::default(),
+    )
+    .map_err(|e| CoreError::Value(format!("SVD did not converge: {e:?}")))?;
+    let s = (0..size).map(|i| s.column_vector()[i]).collect();
+    Ok((u, s))
+}
+
+/// An orthonormal basis (thin Q of a sequential Householder QR) of the columns of `m`
+/// (`rows >= cols`).
+fn orthonormal(m: MatRef<'_, f64>) -> Mat<f64> {
+    let (r, c) = m.shape();
+    let size = r.min(c);
+    let mut a = m.to_owned();
+    let bs = qr::no_pivoting::factor::recommended_block_size::<f64>(r, c);
+    let mut coeff = Mat::zeros(bs, size);
+    let req =
+        qr::no_pivoting::factor::qr_in_place_scratch::<f64>(r, c, bs, Par::Seq, Default::default());
+    let mut mem = MemBuffer::new(req);
+    qr::no_pivoting::factor::qr_in_place(
+        a.as_mut(),
+        coeff.as_mut(),
+        Par::Seq,
+        MemStack::new(&mut mem),
+        Default::default(),
+    );
+    // The Householder basis is the unit lower-trapezoidal part of `a`; clear R out of it.
+    for j in 0..size {
+        a[(j, j)] = 1.0;
+        for i in 0..j {
+            a[(i, j)] = 0.0;
+        }
+    }
+    let mut q = Mat::identity(r, size);
+    let req = householder::apply_block_householder_sequence_on_the_left_in_place_scratch::<f64>(
+        r, bs, size,
+    );
+    let mut mem = MemBuffer::new(req);
+    householder::apply_block_householder_sequence_on_the_left_in_place_with_conj(
+        a.as_ref().subcols(0, size),
+        coeff.as_ref(),
+        faer::Conj::No,
+        q.as_mut(),
+        Par::Seq,
+        MemStack::new(&mut mem),
+    );
+    q
+}
+
+#[allow(clippy::too_many_arguments)]
+fn randomized<T: Element>(
+    x: &[T],
+    n: usize,
+    d: usize,
+    mean: Vec<f64>,
+    k: usize,
+    oversamples: usize,
+    n_iter: usize,
+    seed: u64,
+) -> CoreResult<PcaFit> {
+    let l = (k + oversamples).min(n.min(d));
+    let mut rng = Rng::new(seed);
+    let omega = Mat::from_fn(d, l, |_, _| rng.normal());
+    // Subspace iteration on AᵀA: V ← qr(Aᵀ(A V)), re-orthonormalised after every product.
+    // After `n_iter + 1` steps V spans (AᵀA)^(n_iter+1) Ω, the row space Halko's scheme with
+    // `n_iter` power iterations projects on (B = QᵀA with Q = orth((AAᵀ)^n_iter A Ω)). Only
+    // the small d x l side is factored, so no QR of a tall n x l matrix is needed.
+    let mut v = orthonormal(omega.as_ref());
+    let mut total_variance = 0.0;
+    for step in 0..=n_iter {
+        let (z, sumsq) = gram_times(x, n, d, &mean, v.as_ref());
+        if step == 0 {
+            total_variance = sumsq / (n - 1) as f64;
+        }
+        v = orthonormal(z.as_ref());
+    }
+    // Rayleigh–Ritz: with VᵀAᵀAV = W Λ Wᵀ, A V = U Λ^½ Wᵀ, so the singular values of A on
+    // span(V) are Λ^½ and the right singular vectors are the columns of V W.
+    let (z, _) = gram_times(x, n, d, &mean, v.as_ref());
+    let mut g = Mat::zeros(l, l);
+    matmul(
+        g.as_mut(),
+        Accum::Replace,
+        v.transpose(),
+        z.as_ref(),
+        1.0,
+        Par::Seq,
+    );
+    let g = Mat::from_fn(l, l, |i, j| 0.5 * (g[(i, j)] + g[(j, i)]));
+    let (w, lam) = eigh(g.as_ref())?;
+    let mut components = Vec::with_capacity(k * d);
+    let mut singular_values = Vec::with_capacity(k);
+    for c in (l - k..l).rev() {
+        singular_values.push(lam[c].max(0.0).sqrt());
+        components.extend((0..d).map(|j| (0..l).map(|t| v[(j, t)] * w[(t, c)]).sum::<f64>()));
+    }
+    let explained_variance = singular_values
+        .iter()
+        .map(|s| s * s / (n - 1) as f64)
+        .collect();
+    Ok(PcaFit {
+        mean,
+        components,
+        explained_variance,
+        singular_values,
+        total_variance,
+    })
+}
+
+/// scikit-learn's sign rule: the largest-magnitude entry of each component (first on ties) is
+/// positive.
+fn flip_signs(components: &mut [f64], d: usize) {
+    for row in components.chunks_exact_mut(d) {
+        let mut best = 0;
+        for (j, v) in row.iter().enumerate() {
+            if v.abs() > row[best].abs() {
+                best = j;
+            }
+        }
+        if row[best] < 0.0 {
+            row.iter_mut().for_each(|v| *v = -*v);
+        }
+    }
+}
+
+/// xoshiro256** seeded through SplitMix64, with Box–Muller normals: small, fast and the same
+/// on every platform, so one seed gives one result.
+struct Rng {
+    s: [u64; 4],
+    spare: Option<f64>,
+}
+
+impl Rng {
+    fn new(seed: u64) -> Self {
+        let mut z = seed;
+        let mut next = || {
+            z = z.wrapping_add(0x9E37_79B9_7F4A_7C15);
+            let mut x = z;
+            x = (x ^ (x >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+            x = (x ^ (x >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+            x ^ (x >> 31)
+        };
+        Rng {
+            s: [next(), next(), next(), next()],
+            spare: None,
+        }
+    }
+
+    fn next_u64(&mut self) -> u64 {
+        let s = &mut self.s;
+        let result = s[1].wrapping_mul(5).rotate_left(7).wrapping_mul(9);
+        let t = s[1] << 17;
+        s[2] ^= s[0];
+        s[3] ^= s[1];
+        s[1] ^= s[2];
+        s[0] ^= s[3];
+        s[2] ^= t;
+        s[3] = s[3].rotate_left(45);
+        result
+    }
+
+    /// Uniform in (0, 1].
+    fn uniform(&mut self) -> f64 {
+        ((self.next_u64() >> 11) + 1) as f64 * (1.0 / (1u64 << 53) as f64)
+    }
+
+    fn normal(&mut self) -> f64 {
+        if let Some(v) = self.spare.take() {
+            return v;
+        }
+        let (u1, u2) = (self.uniform(), self.uniform());
+        let r = (-2.0 * u1.ln()).sqrt();
+        let t = 2.0 * std::f64::consts::PI * u2;
+        self.spare = Some(r * t.sin());
+        r * t.cos()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Deterministic pseudo-random test data.
+    fn data(n: usize, d: usize, seed: u64) -> Vec<f64> {
+        let mut rng = Rng::new(seed);
+        (0..n * d).map(|_| rng.normal()).collect()
+    }
+
+    /// `n x d` data of rank `rank` plus an offset, so centring matters.
+    fn low_rank(n: usize, d: usize, rank: usize, seed: u64) -> Vec<f64> {
+        let a = data(n, rank, seed);
+        let b = data(rank, d, seed + 1);
+        let mut x = vec![0.0; n * d];
+        for i in 0..n {
+            for j in 0..d {
+                let s: f64 = (0..rank)
+                    .map(|t| a[i * rank + t] * b[t * d + j] * (rank - t) as f64)
+                    .sum();
+                x[i * d + j] = s + 3.0 + j as f64;
+            }
+        }
+        x
+    }
+
+    /// Reference: eigenvalues of the covariance by a dense f64 Jacobi-free route (faer SVD of
+    /// the explicitly centred matrix).
+    fn reference(x: &[f64], n: usize, d: usize) -> (Vec<f64>, Mat<f64>) {
+        let mean: Vec<f64> = (0..d)
+            .map(|j| (0..n).map(|i| x[i * d + j]).sum::<f64>() / n as f64)
+            .collect();
+        let a = Mat::from_fn(n, d, |i, j| x[i * d + j] - mean[j]);
+        let svd = a.thin_svd().unwrap();
+        let ev = (0..n.min(d))
+            .map(|k| svd.S().column_vector()[k].powi(2) / (n - 1) as f64)
+            .collect();
+        (ev, svd.V().to_owned())
+    }
+
+    fn assert_close(a: f64, b: f64, tol: f64, what: &str) {
+        assert!((a - b).abs() <= tol * (1.0 + b.abs()), "{what}: {a} vs {b}");
+    }
+
+    /// Components agree with the reference up to sign, and the sign rule holds.
+    fn check_components(fit: &PcaFit, v: &Mat<f64>, d: usize, k: usize, tol: f64) {
+        for c in 0..k {
+            let row = &fit.components[c * d..(c + 1) * d];
+            let dot: f64 = (0..d).map(|j| row[j] * v[(j, c)]).sum();
+            assert_close(dot.abs(), 1.0, tol, "component alignment");
+            let big = row
+                .iter()
+                .cloned()
+                .fold(0.0f64, |m, v| if v.abs() > m.abs() { v } else { m });
+            assert!(big > 0.0, "sign rule");
+        }
+    }
+
+    #[test]
+    fn covariance_matches_reference_svd() {
+        let (n, d) = (700, 9);
+        let x = low_rank(n, d, 9, 3);
+        let fit = fit(&x, n, d, 0, Solver::Covariance).unwrap();
+        let (ev, v) = reference(&x, n, d);
+        assert_eq!(fit.n_components(), d);
+        for (a, b) in fit.explained_variance.iter().zip(&ev) {
+            assert_close(*a, *b, 1e-9, "variance");
+        }
+        assert_close(fit.total_variance, ev.iter().sum(), 1e-10, "total");
+        check_components(&fit, &v, d, d, 1e-8);
+    }
+
+    #[test]
+    fn wide_exact_path_matches_reference() {
+        let (n, d) = (20, 50);
+        let x = data(n, d, 7);
+        let fit = fit(&x, n, d, 0, Solver::Covariance).unwrap();
+        let (ev, v) = reference(&x, n, d);
+        assert_eq!(fit.n_components(), n);
+        for (a, b) in fit.explained_variance.iter().zip(&ev).take(n - 1) {
+            assert_close(*a, *b, 1e-10, "variance");
+        }
+        check_components(&fit, &v, d, n - 1, 1e-8);
+        // The components are orthonormal, including the one for the zero singular value.
+        for a in 0..n {
+            for b in 0..n {
+                let dot: f64 = (0..d)
+                    .map(|j| fit.components[a * d + j] * fit.components[b * d + j])
+                    .sum();
+                assert_close(dot, if a == b { 1.0 } else { 0.0 }, 1e-10, "orthonormal");
+            }
+        }
+    }
+
+    #[test]
+    fn randomized_is_exact_on_low_rank_data() {
+        let (n, d, rank) = (3000, 40, 4);
+        let x = low_rank(n, d, rank, 11);
+        let solver = Solver::Randomized {
+            oversamples: 10,
+            n_iter: 4,
+            seed: 5,
+        };
+        let fit = fit(&x, n, d, rank, solver).unwrap();
+        let (ev, v) = reference(&x, n, d);
+        for (a, b) in fit.explained_variance.iter().zip(&ev).take(rank) {
+            assert_close(*a, *b, 1e-9, "variance");
+        }
+        assert_close(fit.total_variance, ev.iter().sum(), 1e-9, "total variance");
+        check_components(&fit, &v, d, rank, 1e-9);
+    }
+
+    #[test]
+    fn float32_input_is_read_in_f64() {
+        let (n, d) = (2000, 6);
+        let x64 = data(n, d, 2);
+        let x32: Vec<f32> = x64.iter().map(|v| *v as f32).collect();
+        let back: Vec<f64> = x32.iter().map(|v| *v as f64).collect();
+        let a = fit(&x32, n, d, 0, Solver::Covariance).unwrap();
+        let b = fit(&back, n, d, 0, Solver::Covariance).unwrap();
+        assert_eq!(a, b);
+    }
+
+    #[test]
+    fn results_do_not_depend_on_the_thread_count() {
+        let (n, d) = (40_000, 12);
+        let x = data(n, d, 9);
+        let run = |threads: usize, solver: Solver| {
+            let pool = rayon::ThreadPoolBuilder::new()
+                .num_threads(threads)
+                .build()
+                .unwrap();
+            pool.install(|| fit(&x, n, d, 5, solver).unwrap())
+        };
+        let rnd = Solver::Randomized {
+            oversamples: 10,
+            n_iter: 3,
+            seed: 1,
+        };
+        for solver in [Solver::Covariance, rnd] {
+            let one = run(1, solver);
+            assert_eq!(one, run(3, solver));
+            assert_eq!(one, run(4, solver));
+        }
+    }
+
+    #[test]
+    fn chunks_cover_all_rows_in_order() {
+        for n in [1, 2, 511, 512, 513, 100_000, 1_000_003] {
+            let c = chunks(n, 64);
+            assert!(c.len() <= MAX_CHUNKS);
+            assert_eq!(c.first().unwrap().start, 0);
+            assert_eq!(c.last().unwrap().end, n);
+            assert!(c.windows(2).all(|w| w[0].end == w[1].start));
+        }
+        // Large partials reduce the number of chunks.
+        assert_eq!(chunks(1_000_000, PARTIALS_BUDGET).len(), 1);
+    }
+
+    #[test]
+    fn bad_input_is_an_error_not_a_panic() {
+        let mut x = data(10, 3, 1);
+        assert!(fit(&x, 10, 4, 0, Solver::Covariance).is_err());
+        assert!(fit(&x[..3], 1, 3, 0, Solver::Covariance).is_err());
+        let rnd = Solver::Randomized {
+            oversamples: 2,
+            n_iter: 1,
+            seed: 0,
+        };
+        assert!(fit(&x, 10, 3, 0, rnd).is_err());
+        assert!(fit(&x, 10, 3, 4, rnd).is_err());
+        x[7] = f64::NAN;
+        let e = fit(&x, 10, 3, 0, Solver::Covariance).unwrap_err();
+        assert!(e.to_string().contains("NaN"));
+        x[7] = f64::INFINITY;
+        assert!(fit(&x, 10, 3, 0, Solver::Covariance).is_err());
+        assert!(Solver::parse("arpack", 10, 4, 0).is_err());
+        assert_eq!(Solver::parse("full", 10, 4, 0).unwrap(), Solver::Covariance);
+    }
+
+    #[test]
+    fn rng_is_reproducible_and_roughly_normal() {
+        let mut a = Rng::new(42);
+        let mut b = Rng::new(42);
+        let xs: Vec<f64> = (0..20_000).map(|_| a.normal()).collect();
+        assert!(xs.iter().all(|v| *v == b.normal()));
+        let mean = xs.iter().sum::<f64>() / xs.len() as f64;
+        let var = xs.iter().map(|v| (v - mean).powi(2)).sum::<f64>() / xs.len() as f64;
+        assert!(
+            mean.abs() < 0.03 && (var - 1.0).abs() < 0.05,
+            "{mean} {var}"
+        );
+    }
+}
