@@ -26,8 +26,9 @@ from collections.abc import Callable
 from typing import Any
 
 import numpy as np
-from rusket.pca import PCA
 from sklearn.decomposition import PCA as SkPCA
+
+from rusket.pca import PCA
 
 SHAPES = [(1_000_000, 64), (100_000, 256)]
 

@@ -90,6 +90,22 @@ index.add(probe["vector"])
 _, nn = index.search(probe["vector"][:1], 5)
 print(f"FAISS neighbours of article {probe['item_id'][0]}: {probe['item_id'][nn[0]].tolist()}")
 
+section("4b. Look at the latent space: PCA and an interactive 3D plot")
+projection = als.pca(n_components=3)
+fig = projection.plot(title="Latent Item Space")
+html = OUT / "latent_item_space.html"
+fig.write_html(html, include_plotlyjs=True)
+print(
+    f"3D plot of {len(projection.to_pandas()):,} articles written to {html} "
+    f"(explained variance {', '.join(f'{v:.3f}' for v in projection.explained_variance_ratio_)})"
+)
+pca_model = rusket.PCA(n_components=10)
+reduced = pca_model.fit_transform(als.item_embeddings)
+print(
+    f"rusket.PCA(10) on the item embeddings: {reduced.shape}, explained variance ratio "
+    f"{', '.join(f'{v:.3f}' for v in pca_model.explained_variance_ratio_)}"
+)
+
 section("5. Score every customer at once and assign cross-sell tiers")
 t = time.perf_counter()
 recommendations = als.batch_recommend(n=20, exclude_seen=True, format="spark")

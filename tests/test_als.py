@@ -375,3 +375,30 @@ def test_load_rejects_foreign_files(tmp_path):
     np.savez(tmp_path / "other.npz", x=np.arange(3))
     with pytest.raises(ValueError, match="not a rusket model"):
         rusket.ALS.load(tmp_path / "other.npz")
+
+
+# --- latent space ------------------------------------------------------------------------------
+
+
+def test_als_pca_projects_items_and_users_with_labels(small_purchases):
+    go = pytest.importorskip("plotly.graph_objects")
+    als = rusket.ALS(factors=8, iterations=3).from_transactions(
+        small_purchases, "customer_id", "article_id", "sales_amount"
+    )
+    proj = als.pca(n_components=3)
+    fig = proj.plot(title="Latent Item Space")
+    assert isinstance(fig, go.Figure) and fig.data[0].type == "scatter3d"
+    assert len(fig.data[0].x) == len(als.item_labels)
+    assert fig.layout.title.text == "Latent Item Space"
+    assert list(fig.data[0].text) == [str(label) for label in als.item_labels]
+    assert "item_id=%{text}" in fig.data[0].hovertemplate
+    df = proj.to_pandas()
+    assert list(df.columns) == ["item_id", "pc1", "pc2", "pc3"]
+    # Same numbers as rusket.PCA on the L2-normalised item vectors.
+    unit = als.export_item_factors(normalize=True, format="numpy")["vector"]
+    want = rusket.PCA(n_components=3).fit_transform(unit)
+    np.testing.assert_allclose(df[["pc1", "pc2", "pc3"]].to_numpy(), want, rtol=1e-4, atol=1e-5)
+    users = als.pca(n_components=2, which="users", normalize=False).to_pandas()
+    assert list(users.columns) == ["user_id", "pc1", "pc2"] and len(users) == len(als.user_labels)
+    with pytest.raises(ValueError, match="which"):
+        als.pca(which="both")

@@ -6,6 +6,7 @@ import sys
 
 import numpy as np
 import pytest
+
 from rusket.pca import PCA, Projection, project
 
 go = pytest.importorskip("plotly.graph_objects")

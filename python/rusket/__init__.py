@@ -10,8 +10,23 @@ Examples
 >>> model = rusket.ALS(factors=64, iterations=15, alpha=40.0, seed=42)
 """
 
+from typing import TYPE_CHECKING, Any
+
 from rusket._core import __version__
 from rusket._validation import NotFittedError
 from rusket.als import ALS
 
-__all__ = ["ALS", "NotFittedError", "__version__"]
+if TYPE_CHECKING:  # pragma: no cover
+    from rusket.pca import PCA, Projection
+
+__all__ = ["ALS", "PCA", "NotFittedError", "Projection", "__version__"]
+
+
+def __getattr__(name: str) -> Any:
+    # rusket.PCA subclasses scikit-learn's BaseEstimator when scikit-learn is installed: import
+    # it (and so scikit-learn) only when PCA is first used, keeping `import rusket` light.
+    if name in ("PCA", "Projection"):
+        from rusket import pca
+
+        return getattr(pca, name)
+    raise AttributeError(f"module 'rusket' has no attribute {name!r}")

@@ -13,7 +13,7 @@ import os
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pyarrow as pa
@@ -30,6 +30,9 @@ from rusket._validation import (
     lookup,
 )
 from rusket.interactions import Interactions
+
+if TYPE_CHECKING:  # pragma: no cover
+    from rusket.pca import Projection
 
 FORMAT_VERSION = 1
 _SOLVERS = ("cg", "cholesky")
@@ -568,6 +571,53 @@ class ALS:
         v = _l2_normalize(vectors) if normalize else vectors
         table = pa.table({id_col: _label_array(labels), "vector": vectors_to_arrow(v)})
         return convert(table, format)
+
+    # --- latent space ------------------------------------------------------------------------
+
+    def pca(
+        self,
+        n_components: int = 3,
+        normalize: bool = True,
+        which: str = "items",
+        max_points: int = 50_000,
+        random_state: int | None = 0,
+    ) -> Projection:
+        """Project the item (or user) factors with :class:`rusket.PCA` for a look at the latent
+        space; ``.plot(title=...)`` on the result gives an interactive plotly figure (3D for 3
+        components, 2D for 2).
+
+        Parameters
+        ----------
+        n_components : int, default 3
+        normalize : bool, default True
+            L2-normalise the vectors first (the geometry of cosine similarity).
+        which : {"items", "users"}, default "items"
+        max_points : int, default 50_000
+            The figure draws a seeded sample of at most this many points.
+        random_state : int or None, default 0
+
+        Examples
+        --------
+        >>> fig = als.pca(n_components=3).plot(title="Latent Item Space")  # doctest: +SKIP
+        >>> fig.show()  # doctest: +SKIP
+        """
+        from rusket.pca import project  # imports scikit-learn when installed: only on use
+
+        which = check_choice("which", which, ("items", "users"))
+        vectors, labels = (
+            (self.item_factors, self.item_labels)
+            if which == "items"
+            else (self.user_factors, self.user_labels)
+        )
+        return project(
+            vectors,
+            labels,
+            n_components=n_components,
+            normalize=normalize,
+            which=which,
+            max_points=max_points,
+            random_state=random_state,
+        )
 
     # --- persistence -------------------------------------------------------------------------
 

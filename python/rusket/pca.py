@@ -43,8 +43,7 @@ try:  # scikit-learn is optional: inherit its bases and its NotFittedError when 
 except ImportError:  # pragma: no cover - exercised in a subprocess by the tests
     _HAVE_SKLEARN = False
 
-    class NotFittedError(ValueError, AttributeError):  # type: ignore[no-redef]
-        """Raised when an estimator is used before ``fit`` (as scikit-learn's)."""
+    from rusket._validation import NotFittedError  # type: ignore[assignment]
 
     class _Base:  # type: ignore[no-redef]
         """``get_params`` / ``set_params`` / ``repr`` from the ``__init__`` signature."""
@@ -84,7 +83,7 @@ except ImportError:  # pragma: no cover - exercised in a subprocess by the tests
         """``fit_transform`` as ``fit(X).transform(X)``."""
 
         def fit_transform(self, X: Any, y: Any = None, **fit_params: Any) -> Any:
-            return self.fit(X, y, **fit_params).transform(X)
+            return self.fit(X, y, **fit_params).transform(X)  # type: ignore[attr-defined]
 
 
 def _as_matrix(X: Any, name: str = "X") -> np.ndarray:

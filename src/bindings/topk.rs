@@ -67,7 +67,9 @@ fn topk_py<'py>(
         }
     };
     let res = py.detach(|| {
-        with_threads(num_threads, || topk(q, m, v, n_items, f, n, exclude.as_ref()))
+        with_threads(num_threads, || {
+            topk(q, m, v, n_items, f, n, exclude.as_ref())
+        })
     })??;
     let idx = Array2::from_shape_vec((m, n), res.indices)
         .map_err(|e| PyValueError::new_err(e.to_string()))?;

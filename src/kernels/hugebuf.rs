@@ -25,13 +25,23 @@ impl HugeBuf {
     pub fn zeroed(len: usize) -> Self {
         let bytes = len * std::mem::size_of::<f32>();
         if bytes == 0 {
-            return Self { ptr: NonNull::dangling(), len: 0, layout: None };
+            return Self {
+                ptr: NonNull::dangling(),
+                len: 0,
+                layout: None,
+            };
         }
-        let align = if bytes >= HUGE { HUGE } else { std::mem::align_of::<f32>() };
+        let align = if bytes >= HUGE {
+            HUGE
+        } else {
+            std::mem::align_of::<f32>()
+        };
         let layout = Layout::from_size_align(bytes, align).expect("valid layout");
         // SAFETY: the layout has a non-zero size.
         let raw = unsafe { alloc_zeroed(layout) } as *mut f32;
-        let Some(ptr) = NonNull::new(raw) else { std::alloc::handle_alloc_error(layout) };
+        let Some(ptr) = NonNull::new(raw) else {
+            std::alloc::handle_alloc_error(layout)
+        };
         #[cfg(target_os = "linux")]
         if bytes >= HUGE {
             // SAFETY: advisory only, over memory we own; failure is harmless and ignored.
@@ -39,7 +49,11 @@ impl HugeBuf {
                 libc::madvise(raw as *mut libc::c_void, bytes, libc::MADV_HUGEPAGE);
             }
         }
-        Self { ptr, len, layout: Some(layout) }
+        Self {
+            ptr,
+            len,
+            layout: Some(layout),
+        }
     }
 }
 

@@ -60,7 +60,9 @@ pub struct TopK {
 /// that no dot product can overflow), so `partial_cmp` is total; `-0.0` and `0.0` tie.
 #[inline]
 fn better(a: &(f32, u32), b: &(f32, u32)) -> Ordering {
-    b.0.partial_cmp(&a.0).unwrap_or(Ordering::Equal).then(a.1.cmp(&b.1))
+    b.0.partial_cmp(&a.0)
+        .unwrap_or(Ordering::Equal)
+        .then(a.1.cmp(&b.1))
 }
 
 /// Index of the first value strictly greater than `t`, or `x.len()` when there is none.
@@ -132,7 +134,12 @@ struct Selection {
 
 impl Selection {
     fn new(cap: usize) -> Self {
-        Self { buf: Vec::with_capacity(cap), thr: f32::NEG_INFINITY, excl: Vec::new(), ep: 0 }
+        Self {
+            buf: Vec::with_capacity(cap),
+            thr: f32::NEG_INFINITY,
+            excl: Vec::new(),
+            ep: 0,
+        }
     }
 
     fn reset(&mut self) {
@@ -282,7 +289,9 @@ pub(crate) fn topk_with(
     path: Path,
 ) -> CoreResult<TopK> {
     if path == Path::Fused && !fused::available() {
-        return Err(CoreError::Value("the fused top-k path needs AVX2 and FMA".into()));
+        return Err(CoreError::Value(
+            "the fused top-k path needs AVX2 and FMA".into(),
+        ));
     }
     if n == 0 {
         return Err(CoreError::Value("n must be >= 1, got 0".into()));
@@ -354,14 +363,19 @@ pub(crate) fn topk_with(
         } else {
             path
         };
-        let packed =
-            if path == Path::Fused { fused::pack_items(items, n_items, f) } else { vec![] };
+        let packed = if path == Path::Fused {
+            fused::pack_items(items, n_items, f)
+        } else {
+            vec![]
+        };
         // The fused path computes each score the same way wherever its user sits, so its block
         // size may follow the thread count (smaller blocks for few users, to keep every thread
         // busy); the faer path keeps a fixed layout so its rounding never depends on threads.
         let block_users = if path == Path::Fused {
             let per_task = m.div_ceil(4 * rayon::current_num_threads().max(1));
-            per_task.next_multiple_of(fused::MR).clamp(fused::MR, fused::BLOCK_USERS)
+            per_task
+                .next_multiple_of(fused::MR)
+                .clamp(fused::MR, fused::BLOCK_USERS)
         } else {
             BLOCK_USERS
         };
@@ -372,7 +386,11 @@ pub(crate) fn topk_with(
             .enumerate()
             .for_each_init(
                 || {
-                    let tile_len = if path == Path::Fused { 0 } else { TILE_ITEMS.min(n_items) };
+                    let tile_len = if path == Path::Fused {
+                        0
+                    } else {
+                        TILE_ITEMS.min(n_items)
+                    };
                     let tile = vec![0.0f32; block_users * tile_len];
                     let sel: Vec<Selection> =
                         (0..block_users).map(|_| Selection::new(cap)).collect();
@@ -555,8 +573,11 @@ mod fused {
                 }
             }
             let base = p * NR;
-            let valid: u32 =
-                if base + NR <= n_items { 0xFFFF } else { (1u32 << (n_items - base)) - 1 };
+            let valid: u32 = if base + NR <= n_items {
+                0xFFFF
+            } else {
+                (1u32 << (n_items - base)) - 1
+            };
             for r in 0..R {
                 let t = _mm256_set1_ps(sel[r].thr);
                 let m_lo = _mm256_movemask_ps(_mm256_cmp_ps::<_CMP_GT_OQ>(lo[r], t)) as u32;
@@ -615,7 +636,9 @@ mod tests {
             let mut c: Vec<(f32, u32)> = (0..n_items)
                 .filter(|i| !skip.contains(&(*i as i32)))
                 .map(|i| {
-                    let s: f64 = (0..f).map(|k| q[u * f + k] as f64 * v[i * f + k] as f64).sum();
+                    let s: f64 = (0..f)
+                        .map(|k| q[u * f + k] as f64 * v[i * f + k] as f64)
+                        .sum();
                     (s as f32, i as u32)
                 })
                 .collect();
@@ -629,7 +652,9 @@ mod tests {
     }
 
     fn int_factors(rng: &mut Rng, rows: usize, f: usize, lo: i64, hi: i64) -> Vec<f32> {
-        (0..rows * f).map(|_| (lo + rng.below((hi - lo + 1) as u64) as i64) as f32).collect()
+        (0..rows * f)
+            .map(|_| (lo + rng.below((hi - lo + 1) as u64) as i64) as f32)
+            .collect()
     }
 
     fn random_excludes(rng: &mut Rng, m: usize, n_items: usize) -> (Vec<i64>, Vec<i32>) {
@@ -680,8 +705,10 @@ mod tests {
         n: usize,
         ex: Option<(&[i64], &[i32])>,
     ) -> TopK {
-        let all: Vec<TopK> =
-            paths().into_iter().map(|p| run_path(q, m, v, n_items, f, n, ex, p)).collect();
+        let all: Vec<TopK> = paths()
+            .into_iter()
+            .map(|p| run_path(q, m, v, n_items, f, n, ex, p))
+            .collect();
         for other in &all[1..] {
             assert_eq!(other.indices, all[0].indices);
         }
@@ -734,8 +761,9 @@ mod tests {
                     assert!(i >= 0 && !skip.contains(&i));
                     // Each returned score is the exact score of its item, and the k-th best score
                     // equals the reference's k-th best up to float32 rounding.
-                    let exact: f64 =
-                        (0..f).map(|t| q[u * f + t] as f64 * v[i as usize * f + t] as f64).sum();
+                    let exact: f64 = (0..f)
+                        .map(|t| q[u * f + t] as f64 * v[i as usize * f + t] as f64)
+                        .sum();
                     assert!((got.scores[u * n + k] as f64 - exact).abs() < 1e-4);
                     assert!((got.scores[u * n + k] - bs[u * n + k]).abs() < 1e-4);
                     if k > 0 {
