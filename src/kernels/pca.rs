@@ -113,6 +113,29 @@ pub struct PcaFit {
 }
 
 impl PcaFit {
+    /// A fit from the singular values of the centred `n`-row data (variances `s² / (n−1)`).
+    fn from_singular_values(
+        mean: Vec<f64>,
+        components: Vec<f64>,
+        singular_values: Vec<f64>,
+        n: usize,
+        total_variance: f64,
+    ) -> Self {
+        let explained_variance = singular_values
+            .iter()
+            .map(|s| s * s / (n - 1) as f64)
+            .collect();
+        Self {
+            mean,
+            components,
+            explained_variance,
+            singular_values,
+            total_variance,
+        }
+    }
+}
+
+impl PcaFit {
     /// Number of components computed.
     pub fn n_components(&self) -> usize {
         self.explained_variance.len()
@@ -316,17 +339,13 @@ fn centred_svd<T: Element>(x: &[T], n: usize, d: usize, mean: Vec<f64>) -> CoreR
         components.extend((0..d).map(|j| v[(j, k)]));
     }
     let singular_values: Vec<f64> = (0..r).map(|k| s[k]).collect();
-    let explained_variance = singular_values
-        .iter()
-        .map(|s| s * s / (n - 1) as f64)
-        .collect();
-    Ok(PcaFit {
+    Ok(PcaFit::from_singular_values(
         mean,
         components,
-        explained_variance,
         singular_values,
+        n,
         total_variance,
-    })
+    ))
 }
 
 /// `Z = Aᵀ(A V)` (column-major `d x l`) for a column-major `d x l` matrix `V`, in one pass over
@@ -504,17 +523,13 @@ fn randomized<T: Element>(
         singular_values.push(lam[c].max(0.0).sqrt());
         components.extend((0..d).map(|j| (0..l).map(|t| v[(j, t)] * w[(t, c)]).sum::<f64>()));
     }
-    let explained_variance = singular_values
-        .iter()
-        .map(|s| s * s / (n - 1) as f64)
-        .collect();
-    Ok(PcaFit {
+    Ok(PcaFit::from_singular_values(
         mean,
         components,
-        explained_variance,
         singular_values,
+        n,
         total_variance,
-    })
+    ))
 }
 
 /// scikit-learn's sign rule: the largest-magnitude entry of each component (first on ties) is
