@@ -62,7 +62,7 @@ def compare_sets(ours, theirs, users, items, rtol=1e-5):
         sa.discard(-1)
         sb.discard(-1)
         q = users[u].astype(np.float64)
-        boundary = float(items[ours[u][ours[u] >= 0]].astype(np.float64) @ q).min()
+        boundary = float((items[ours[u][ours[u] >= 0]].astype(np.float64) @ q).min())
         diff = np.array(sorted(sa ^ sb), dtype=np.int64)
         s = items[diff].astype(np.float64) @ q
         if len(sa) != len(sb) or not np.all(np.abs(s - boundary) <= rtol * abs(boundary) + 1e-12):
@@ -155,8 +155,6 @@ def main():
         t_gemm, times_gemm, _ = timed(gemm, args.repeat)
     gemm_gflops = 2.0 * len(sample) * n_items * f / t_gemm / 1e9
 
-    differ, unexplained = compare_sets(rk_ids, imp_ids, users, items)
-
     rk_gflops = flops / t_rk / 1e9
     imp_gflops = flops / t_imp / 1e9
     print()
@@ -176,6 +174,7 @@ def main():
     )
     print(f"  speed-up vs implicit     : {t_imp / t_rk:5.2f}x")
     print(f"  fraction of GEMM rate    : {rk_gflops / gemm_gflops:5.2f}")
+    differ, unexplained = compare_sets(rk_ids, imp_ids, users, items)
     print(
         f"  rows with different sets : {len(differ)} of {n_users}; "
         f"not explained by ties (1e-5 rel.): {len(unexplained)}"
