@@ -132,7 +132,14 @@ struct Selection {
 
 impl Selection {
     fn new(cap: usize) -> Self {
-        Self { buf: Vec::with_capacity(cap), thr: f32::NEG_INFINITY, excl: Vec::new(), ep: 0 }
+        // The buffer grows on demand up to `cap`: a large `n` does not reserve its whole room for
+        // every user of every block up front.
+        Self {
+            buf: Vec::with_capacity(cap.min(1024)),
+            thr: f32::NEG_INFINITY,
+            excl: Vec::new(),
+            ep: 0,
+        }
     }
 
     fn reset(&mut self) {
