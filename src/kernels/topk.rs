@@ -134,8 +134,10 @@ struct Selection {
 
 impl Selection {
     fn new(cap: usize) -> Self {
+        // The buffer grows on demand up to `cap`: a large `n` does not reserve its whole room for
+        // every user of every block up front.
         Self {
-            buf: Vec::with_capacity(cap),
+            buf: Vec::with_capacity(cap.min(1024)),
             thr: f32::NEG_INFINITY,
             excl: Vec::new(),
             ep: 0,
