@@ -20,7 +20,6 @@ use rayon::prelude::*;
 
 use crate::error::{shape_err, CoreError, CoreResult};
 use crate::kernels::csr::CsrView;
-use crate::kernels::hugebuf::HugeBuf;
 use crate::kernels::vecops::Simd;
 use crate::multiversion;
 
@@ -93,8 +92,8 @@ pub fn gramian(y: &[f32], f: usize) -> Vec<f64> {
 
 /// `out = a · m` for row-major `a` (`n x f`) and a row-major `f x f` matrix `m`, in parallel over
 /// fixed blocks of rows.
-fn times_square(a: &[f32], m: &[f32], f: usize) -> HugeBuf {
-    let mut out = HugeBuf::zeroed(a.len());
+fn times_square(a: &[f32], m: &[f32], f: usize) -> Vec<f32> {
+    let mut out = vec![0.0f32; a.len()];
     let rhs = MatRef::from_row_major_slice(m, f, f);
     out.par_chunks_mut(BLOCK_ROWS * f)
         .zip(a.par_chunks(BLOCK_ROWS * f))

@@ -2,7 +2,6 @@
 
 pub mod als;
 pub mod csr;
-pub mod hugebuf;
 pub mod pca;
 pub mod pool;
 pub mod topk;
