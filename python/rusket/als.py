@@ -694,7 +694,9 @@ class ALS:
 
 
 def _initial_factors(rng: np.random.Generator, n_rows: int, f: int) -> np.ndarray:
-    return (rng.standard_normal((n_rows, f)) * 0.01).astype(np.float32)
+    out = rng.standard_normal((n_rows, f), dtype=np.float32)
+    out *= np.float32(0.01)
+    return out
 
 
 def _is_sorted(labels: np.ndarray) -> bool:

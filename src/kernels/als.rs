@@ -134,7 +134,10 @@ pub fn solve_side(
             let whitened = times_square(fixed, &pre.inv_lower_t, f);
             let mut xt = times_square(target, &pre.lower, f);
             xt.par_chunks_mut(f).enumerate().for_each_init(
-                || vec![0.0f32; 3 * f],
+                || CgScratch {
+                    vectors: vec![0.0f32; 3 * f],
+                    gathered: Vec::new(),
+                },
                 |scratch, (u, x)| {
                     let (start, end) = (csr.indptr[u] as usize, csr.indptr[u + 1] as usize);
                     let ahead = &csr.indices
@@ -258,8 +261,16 @@ const PREFETCH_AHEAD: usize = 8;
 
 multiversion!(fn cg_row(
     yw: &[f32], idx: &[i32], conf: &[f32], ahead: &[i32], xt: &mut [f32], steps: usize,
-    scratch: &mut [f32],
+    scratch: &mut CgScratch,
 ) => cg_row_body);
+
+/// Per-thread work space of the CG rows.
+struct CgScratch {
+    /// `r`, `p` and `Ãp`, `f` values each.
+    vectors: Vec<f32>,
+    /// The row's whitened vectors, copied contiguously during the first pass.
+    gathered: Vec<f32>,
+}
 
 /// A few CG steps on the whitened system of one row, warm-started from the current `x̃`.
 #[inline(always)]
@@ -270,7 +281,7 @@ fn cg_row_body<S: Simd>(
     ahead: &[i32],
     xt: &mut [f32],
     steps: usize,
-    scratch: &mut [f32],
+    scratch: &mut CgScratch,
 ) {
     let dot = S::dot;
     let axpy = S::axpy;
@@ -280,7 +291,8 @@ fn cg_row_body<S: Simd>(
         xt.iter_mut().for_each(|v| *v = 0.0);
         return;
     }
-    let (r, rest) = scratch.split_at_mut(f);
+    let CgScratch { vectors, gathered } = scratch;
+    let (r, rest) = vectors.split_at_mut(f);
     let (p, ap) = rest.split_at_mut(f);
     // r = b̃ − Ã x̃ = −x̃ + Σ_i (c_i − (c_i − 1) ỹ_i·x̃) ỹ_i
     for (ri, xi) in r.iter_mut().zip(xt.iter()) {
@@ -289,6 +301,8 @@ fn cg_row_body<S: Simd>(
     // The first pass over the row's vectors reads them from memory: prefetch ahead, also into
     // the next rows (`ahead` holds the indices that follow this row in the CSR arrays).
     let row_of = |i: i32| &yw[i as usize * f..(i as usize + 1) * f];
+    gathered.clear();
+    gathered.reserve(idx.len() * f);
     for (&i, _) in idx.iter().zip(0..PREFETCH_AHEAD) {
         S::prefetch(row_of(i));
     }
@@ -302,6 +316,9 @@ fn cg_row_body<S: Simd>(
             }
         }
         let yi = row_of(i);
+        // Keep a contiguous copy: the CG steps below then stream it instead of gathering the
+        // scattered rows again (heavy rows do not stay in L1/L2 between passes).
+        gathered.extend_from_slice(yi);
         let s = dot(yi, xt);
         axpy(c - (c - 1.0) * s, yi, r);
     }
@@ -313,8 +330,7 @@ fn cg_row_body<S: Simd>(
         }
         // Ãp = p + Σ_i (c_i − 1)(ỹ_i·p) ỹ_i
         ap.copy_from_slice(p);
-        for (&i, &c) in idx.iter().zip(conf) {
-            let yi = &yw[i as usize * f..(i as usize + 1) * f];
+        for (yi, &c) in gathered.chunks_exact(f).zip(conf) {
             axpy((c - 1.0) * dot(yi, p), yi, ap);
         }
         let pap = dot(p, ap);
