@@ -325,6 +325,8 @@ def test_fit_on_scipy_matrix_with_and_without_labels():
         rusket.ALS().fit(X.toarray())
     with pytest.raises(ValueError, match="negative"):
         rusket.ALS().fit(sp.csr_matrix(np.array([[-1.0]])))
+    with pytest.raises(ValueError, match="X has 1 null, NaN or infinite"):
+        rusket.ALS().fit(sp.csr_matrix(np.array([[np.nan, 1.0]])))
     with pytest.raises(ValueError, match="user_labels"):
         rusket.ALS().fit(X, user_labels=[1, 2])
 

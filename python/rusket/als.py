@@ -29,7 +29,7 @@ from rusket._validation import (
     check_int,
     lookup,
 )
-from rusket.interactions import Interactions
+from rusket.interactions import Interactions, check_values
 
 if TYPE_CHECKING:  # pragma: no cover
     from rusket.pca import Projection
@@ -264,12 +264,7 @@ class ALS:
         if m.shape[0] == 0 or m.shape[1] == 0:
             raise ValueError(f"X has shape {m.shape}: ALS needs at least one user and one item")
         m.sum_duplicates()
-        n_bad = int(np.count_nonzero(~np.isfinite(m.data)))
-        if n_bad:
-            raise ValueError(f"X has {n_bad} NaN or infinite value(s)")
-        n_neg = int(np.count_nonzero(m.data < 0))
-        if n_neg:
-            raise ValueError(f"X has {n_neg} negative value(s); implicit feedback needs >= 0")
+        check_values(m.data, "X")
         ul = self._labels_arg(user_labels, m.shape[0], "user_labels")
         il = self._labels_arg(item_labels, m.shape[1], "item_labels")
         if _is_sorted(ul) and _is_sorted(il):

@@ -108,19 +108,23 @@ def _check_ratings(col: pa.ChunkedArray, name: str) -> np.ndarray:
     if not (pa.types.is_integer(t) or pa.types.is_floating(t) or pa.types.is_decimal(t)):
         raise TypeError(f"column {name!r} has type {t}; ratings must be numeric (cast it to float)")
     values = col.cast(pa.float64()).fill_null(np.nan).to_numpy()
+    check_values(values, f"column {name!r}")
+    return values
+
+
+def check_values(values: np.ndarray, where: str) -> None:
+    """Ratings must be finite and >= 0; the error counts the bad ones and says where they are."""
     n_bad = int(np.count_nonzero(~np.isfinite(values)))
     if n_bad:
         raise ValueError(
-            f"column {name!r} has {n_bad} null, NaN or infinite rating(s); "
-            "drop or fill them before fitting"
+            f"{where} has {n_bad} null, NaN or infinite rating(s); drop or fill them before fitting"
         )
     n_neg = int(np.count_nonzero(values < 0))
     if n_neg:
         raise ValueError(
-            f"column {name!r} has {n_neg} negative rating(s); implicit feedback needs values >= 0 "
+            f"{where} has {n_neg} negative rating(s); implicit feedback needs values >= 0 "
             "(filter returns/refunds out, or clip them at 0)"
         )
-    return values
 
 
 def _encode(col: pa.ChunkedArray) -> tuple[np.ndarray, np.ndarray]:

@@ -41,15 +41,6 @@ pub fn axpy(a: f32, x: &[f32], y: &mut [f32]) {
     }
 }
 
-/// out = m @ v for a row-major square `f x f` matrix.
-#[inline(always)]
-pub fn symv(m: &[f32], v: &[f32], out: &mut [f32]) {
-    let f = v.len();
-    for (o, row) in out.iter_mut().zip(m.chunks_exact(f)) {
-        *o = dot(row, v);
-    }
-}
-
 /// True when the CPU can run the AVX2+FMA builds of the hot loops.
 #[inline]
 pub fn has_avx2_fma() -> bool {
@@ -246,12 +237,9 @@ mod tests {
     }
 
     #[test]
-    fn axpy_and_symv() {
+    fn axpy_adds_a_scaled_vector() {
         let mut y = vec![1.0, 2.0];
         axpy(2.0, &[1.0, -1.0], &mut y);
         assert_eq!(y, vec![3.0, 0.0]);
-        let mut out = vec![0.0; 2];
-        symv(&[1.0, 2.0, 2.0, 5.0], &[1.0, 1.0], &mut out);
-        assert_eq!(out, vec![3.0, 7.0]);
     }
 }
