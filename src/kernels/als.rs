@@ -14,7 +14,7 @@
 //!
 //! Every row is independent, so the result does not depend on the number of threads.
 
-use faer::linalg::matmul::matmul;
+use faer::linalg::matmul::triangular::{self, BlockStructure};
 use faer::{Accum, MatMut, MatRef, Par};
 use rayon::prelude::*;
 
@@ -58,8 +58,9 @@ fn check_factors(name: &str, m: &[f32], n_rows: usize, f: usize) -> CoreResult<(
     Ok(())
 }
 
-/// `YᵀY` in f64 (row-major `f x f`): an f32 GEMM per fixed block of rows, the blocks summed in
-/// f64 in a fixed order, so the result does not depend on the thread count.
+/// `YᵀY` in f64 (row-major `f x f`): an f32 product per fixed block of rows (lower triangle
+/// only), the blocks summed in f64 in a fixed order, so the result does not depend on the thread
+/// count, then mirrored, so it is exactly symmetric.
 pub fn gramian(y: &[f32], f: usize) -> Vec<f64> {
     let partial: Vec<Vec<f32>> = y
         .par_chunks(BLOCK_ROWS * f)
@@ -69,41 +70,78 @@ pub fn gramian(y: &[f32], f: usize) -> Vec<f64> {
             let yt = MatRef::from_column_major_slice(block, f, rows);
             let yb = MatRef::from_row_major_slice(block, rows, f);
             let dst = MatMut::from_row_major_slice_mut(&mut g, f, f);
-            matmul(dst, Accum::Replace, yt, yb, 1.0f32, Par::Seq);
+            triangular::matmul(
+                dst,
+                BlockStructure::TriangularLower,
+                Accum::Replace,
+                yt,
+                BlockStructure::Rectangular,
+                yb,
+                BlockStructure::Rectangular,
+                1.0f32,
+                Par::Seq,
+            );
             g
         })
         .collect();
     let mut g = vec![0.0f64; f * f];
     for p in partial {
-        for (gi, pi) in g.iter_mut().zip(p) {
-            *gi += pi as f64;
+        for a in 0..f {
+            for b in 0..=a {
+                g[a * f + b] += p[a * f + b] as f64;
+            }
         }
     }
-    // Exact symmetry (the GEMM's two triangles may differ in the last bit).
     for a in 0..f {
         for b in 0..a {
-            let m = 0.5 * (g[a * f + b] + g[b * f + a]);
-            g[a * f + b] = m;
-            g[b * f + a] = m;
+            g[b * f + a] = g[a * f + b];
         }
     }
     g
 }
 
-/// `out = a · m` for row-major `a` (`n x f`) and a row-major `f x f` matrix `m`, in parallel over
-/// fixed blocks of rows.
-fn times_square(a: &[f32], m: &[f32], f: usize) -> Vec<f32> {
-    let mut out = vec![0.0f32; a.len()];
+/// `out = a · m` for row-major `a` (`n x f`) and a row-major triangular `f x f` matrix `m` (of
+/// the given structure: only that triangle is read, about half the flops of a full product), in
+/// parallel over fixed blocks of rows. `out` and `a` have the same shape; `a == None` means
+/// `out` itself (each block is copied aside first).
+fn times_triangular(
+    a: Option<&[f32]>,
+    m: &[f32],
+    structure: BlockStructure,
+    f: usize,
+    out: &mut [f32],
+) {
     let rhs = MatRef::from_row_major_slice(m, f, f);
-    out.par_chunks_mut(BLOCK_ROWS * f)
-        .zip(a.par_chunks(BLOCK_ROWS * f))
-        .for_each(|(o, blk)| {
-            let rows = blk.len() / f;
-            let lhs = MatRef::from_row_major_slice(blk, rows, f);
-            let dst = MatMut::from_row_major_slice_mut(o, rows, f);
-            matmul(dst, Accum::Replace, lhs, rhs, 1.0f32, Par::Seq);
-        });
-    out
+    let product = |o: &mut [f32], blk: &[f32]| {
+        let rows = blk.len() / f;
+        let lhs = MatRef::from_row_major_slice(blk, rows, f);
+        let dst = MatMut::from_row_major_slice_mut(o, rows, f);
+        triangular::matmul(
+            dst,
+            BlockStructure::Rectangular,
+            Accum::Replace,
+            lhs,
+            BlockStructure::Rectangular,
+            rhs,
+            structure,
+            1.0f32,
+            Par::Seq,
+        );
+    };
+    match a {
+        Some(a) => out
+            .par_chunks_mut(BLOCK_ROWS * f)
+            .zip(a.par_chunks(BLOCK_ROWS * f))
+            .for_each(|(o, blk)| product(o, blk)),
+        None => {
+            out.par_chunks_mut(BLOCK_ROWS * f)
+                .for_each_init(Vec::new, |copy: &mut Vec<f32>, o| {
+                    copy.clear();
+                    copy.extend_from_slice(o);
+                    product(o, copy)
+                })
+        }
+    }
 }
 
 /// Recomputes every row of `target` (`n_rows x f`) from `fixed` (`n_cols x f`).
@@ -130,14 +168,19 @@ pub fn solve_side(
     match solver {
         Solver::Cg { steps } => {
             let pre = Preconditioner::new(&g64, regularization as f64, f)?;
-            // Rows in the whitened space: ỹᵀ = yᵀ L⁻ᵀ and x̃ᵀ = xᵀ L (three GEMMs in all).
-            let whitened = times_square(fixed, &pre.inv_lower_t, f);
-            let mut xt = times_square(target, &pre.lower, f);
-            xt.par_chunks_mut(f).enumerate().for_each_init(
-                || CgScratch {
-                    vectors: vec![0.0f32; 3 * f],
-                    gathered: Vec::new(),
-                },
+            // Rows in the whitened space: ỹᵀ = yᵀ L⁻ᵀ and x̃ᵀ = xᵀ L (three triangular products
+            // in all; `target` is transformed in place).
+            let mut whitened = vec![0.0f32; fixed.len()];
+            times_triangular(
+                Some(fixed),
+                &pre.inv_lower_t,
+                BlockStructure::TriangularUpper,
+                f,
+                &mut whitened,
+            );
+            times_triangular(None, &pre.lower, BlockStructure::TriangularLower, f, target);
+            target.par_chunks_mut(f).enumerate().for_each_init(
+                || CgScratch::new(f),
                 |scratch, (u, x)| {
                     let (start, end) = (csr.indptr[u] as usize, csr.indptr[u + 1] as usize);
                     let ahead = &csr.indices
@@ -154,8 +197,13 @@ pub fn solve_side(
                 },
             );
             // Back to the original space: xᵀ = x̃ᵀ L⁻¹.
-            let back = times_square(&xt, &pre.inv_lower_t_t, f);
-            target.copy_from_slice(&back);
+            times_triangular(
+                None,
+                &pre.inv_lower_t_t,
+                BlockStructure::TriangularLower,
+                f,
+                target,
+            );
         }
         Solver::Cholesky => {
             target.par_chunks_mut(f).enumerate().for_each_init(
@@ -264,15 +312,36 @@ multiversion!(fn cg_row(
     scratch: &mut CgScratch,
 ) => cg_row_body);
 
-/// Per-thread work space of the CG rows.
+/// Per-thread work space of the CG rows. Vectors are padded with zeros to `stride` values (a
+/// multiple of 8) so that the batched operations run on whole SIMD registers.
 struct CgScratch {
-    /// `r`, `p` and `Ãp`, `f` values each.
+    stride: usize,
+    /// `x̃`, `r`, `p` and `Ãp`, `stride` values each.
     vectors: Vec<f32>,
-    /// The row's whitened vectors, copied contiguously during the first pass.
+    /// The row's whitened vectors, copied contiguously (`stride` values per item, zero-padded)
+    /// in the first pass, so that every later pass streams them instead of gathering again.
     gathered: Vec<f32>,
+    /// One coefficient per item of the row: dot products, then their weights.
+    coef: Vec<f32>,
+}
+
+impl CgScratch {
+    fn new(f: usize) -> Self {
+        let stride = f.div_ceil(8) * 8;
+        Self {
+            stride,
+            vectors: vec![0.0; 4 * stride],
+            gathered: Vec::new(),
+            coef: Vec::new(),
+        }
+    }
 }
 
 /// A few CG steps on the whitened system of one row, warm-started from the current `x̃`.
+///
+/// Every pass over the row's items is two batched operations on the gathered vectors: the dot
+/// products `s = Ỹ_u v` (eight items at a time) and the update `Ỹ_uᵀ (w ∘ s)` (the result held
+/// in registers across all items), instead of a dot and an axpy per item.
 #[inline(always)]
 fn cg_row_body<S: Simd>(
     yw: &[f32],
@@ -283,70 +352,84 @@ fn cg_row_body<S: Simd>(
     steps: usize,
     scratch: &mut CgScratch,
 ) {
-    let dot = S::dot;
-    let axpy = S::axpy;
     let f = xt.len();
-    if idx.is_empty() {
+    let n = idx.len();
+    if n == 0 {
         // No observed item: the exact solution of the system is 0.
         xt.iter_mut().for_each(|v| *v = 0.0);
         return;
     }
-    let CgScratch { vectors, gathered } = scratch;
-    let (r, rest) = vectors.split_at_mut(f);
-    let (p, ap) = rest.split_at_mut(f);
-    // r = b̃ − Ã x̃ = −x̃ + Σ_i (c_i − (c_i − 1) ỹ_i·x̃) ỹ_i
-    for (ri, xi) in r.iter_mut().zip(xt.iter()) {
-        *ri = -*xi;
-    }
-    // The first pass over the row's vectors reads them from memory: prefetch ahead, also into
-    // the next rows (`ahead` holds the indices that follow this row in the CSR arrays).
+    let CgScratch {
+        stride,
+        vectors,
+        gathered,
+        coef,
+    } = scratch;
+    let stride = *stride;
+    let (x, rest) = vectors.split_at_mut(stride);
+    let (r, rest) = rest.split_at_mut(stride);
+    let (p, ap) = rest.split_at_mut(stride);
+    x[..f].copy_from_slice(xt);
+    // First pass: gather the row's vectors from memory, prefetching ahead, also into the next
+    // rows (`ahead` holds the indices that follow this row in the CSR arrays). The padding of
+    // each gathered row stays zero: `stride` is fixed for the scratch's lifetime.
     let row_of = |i: i32| &yw[i as usize * f..(i as usize + 1) * f];
-    gathered.clear();
-    gathered.reserve(idx.len() * f);
+    if gathered.len() < n * stride {
+        gathered.resize(n * stride, 0.0);
+    }
     for (&i, _) in idx.iter().zip(0..PREFETCH_AHEAD) {
         S::prefetch(row_of(i));
     }
-    for (k, (&i, &c)) in idx.iter().zip(conf).enumerate() {
+    for (k, &i) in idx.iter().enumerate() {
         match idx.get(k + PREFETCH_AHEAD) {
             Some(&next) => S::prefetch(row_of(next)),
             None => {
-                if let Some(&next) = ahead.get(k + PREFETCH_AHEAD - idx.len()) {
+                if let Some(&next) = ahead.get(k + PREFETCH_AHEAD - n) {
                     S::prefetch(row_of(next));
                 }
             }
         }
-        let yi = row_of(i);
-        // Keep a contiguous copy: the CG steps below then stream it instead of gathering the
-        // scattered rows again (heavy rows do not stay in L1/L2 between passes).
-        gathered.extend_from_slice(yi);
-        let s = dot(yi, xt);
-        axpy(c - (c - 1.0) * s, yi, r);
+        gathered[k * stride..k * stride + f].copy_from_slice(row_of(i));
     }
+    let rows = &gathered[..n * stride];
+    coef.resize(n, 0.0);
+    // r = b̃ − Ã x̃ = −x̃ + Σ_i (c_i − (c_i − 1) ỹ_i·x̃) ỹ_i
+    S::dots(rows, stride, x, coef);
+    for (w, &c) in coef.iter_mut().zip(conf) {
+        *w = c - (c - 1.0) * *w;
+    }
+    for (ri, xi) in r.iter_mut().zip(x.iter()) {
+        *ri = -*xi;
+    }
+    S::gemv_t(rows, stride, coef, r);
     p.copy_from_slice(r);
-    let mut rs = dot(r, r);
+    let mut rs = S::dot(r, r);
     for _ in 0..steps {
         if rs <= 1e-20 {
             break;
         }
         // Ãp = p + Σ_i (c_i − 1)(ỹ_i·p) ỹ_i
-        ap.copy_from_slice(p);
-        for (yi, &c) in gathered.chunks_exact(f).zip(conf) {
-            axpy((c - 1.0) * dot(yi, p), yi, ap);
+        S::dots(rows, stride, p, coef);
+        for (w, &c) in coef.iter_mut().zip(conf) {
+            *w *= c - 1.0;
         }
-        let pap = dot(p, ap);
+        ap.copy_from_slice(p);
+        S::gemv_t(rows, stride, coef, ap);
+        let pap = S::dot(p, ap);
         if pap.is_nan() || pap <= 0.0 {
             break;
         }
         let a = rs / pap;
-        axpy(a, p, xt);
-        axpy(-a, ap, r);
-        let rs_new = dot(r, r);
+        S::axpy(a, p, x);
+        S::axpy(-a, ap, r);
+        let rs_new = S::dot(r, r);
         let beta = rs_new / rs;
         for (pi, ri) in p.iter_mut().zip(r.iter()) {
             *pi = ri + beta * *pi;
         }
         rs = rs_new;
     }
+    xt.copy_from_slice(&x[..f]);
 }
 
 /// Exact solve of one row in f64. Returns false when the system is not positive definite.

@@ -41,6 +41,22 @@ pub fn axpy(a: f32, x: &[f32], y: &mut [f32]) {
     }
 }
 
+/// `out[k] = rows[k·stride ..][..v.len()] · v` for every `k < out.len()`.
+#[inline(always)]
+pub fn dots(rows: &[f32], stride: usize, v: &[f32], out: &mut [f32]) {
+    for (k, o) in out.iter_mut().enumerate() {
+        *o = dot(&rows[k * stride..k * stride + v.len()], v);
+    }
+}
+
+/// `y[j] += Σ_k t[k] · rows[k·stride + j]` for every `j < y.len()` (`y += Rᵀ t`).
+#[inline(always)]
+pub fn gemv_t(rows: &[f32], stride: usize, t: &[f32], y: &mut [f32]) {
+    for (k, &tk) in t.iter().enumerate() {
+        axpy(tk, &rows[k * stride..k * stride + y.len()], y);
+    }
+}
+
 /// True when the CPU can run the AVX2+FMA builds of the hot loops.
 #[inline]
 pub fn has_avx2_fma() -> bool {
@@ -59,6 +75,10 @@ pub fn has_avx2_fma() -> bool {
 pub trait Simd {
     fn dot(a: &[f32], b: &[f32]) -> f32;
     fn axpy(a: f32, x: &[f32], y: &mut [f32]);
+    /// Dot products of `v` with many rows of a row-major matrix (see [`dots`]).
+    fn dots(rows: &[f32], stride: usize, v: &[f32], out: &mut [f32]);
+    /// `y += Rᵀ t` for a row-major matrix `R` (see [`gemv_t`]).
+    fn gemv_t(rows: &[f32], stride: usize, t: &[f32], y: &mut [f32]);
     /// Hints the CPU to start loading the cache lines of `v`.
     fn prefetch(v: &[f32]);
 }
@@ -74,6 +94,14 @@ impl Simd for Portable {
     #[inline(always)]
     fn axpy(a: f32, x: &[f32], y: &mut [f32]) {
         axpy(a, x, y)
+    }
+    #[inline(always)]
+    fn dots(rows: &[f32], stride: usize, v: &[f32], out: &mut [f32]) {
+        dots(rows, stride, v, out)
+    }
+    #[inline(always)]
+    fn gemv_t(rows: &[f32], stride: usize, t: &[f32], y: &mut [f32]) {
+        gemv_t(rows, stride, t, y)
     }
     #[inline(always)]
     fn prefetch(_v: &[f32]) {}
@@ -147,6 +175,117 @@ mod avx2 {
         }
     }
 
+    /// Checks that `m` rows of `n` values at `stride` fit in `rows` (a caller bug otherwise).
+    #[inline(always)]
+    fn check_rows(rows: &[f32], stride: usize, m: usize, n: usize) {
+        assert!(
+            m == 0 || (n <= stride && (m - 1) * stride + n <= rows.len()),
+            "rows too short"
+        );
+    }
+
+    /// SAFETY: the CPU must support AVX2 and FMA.
+    #[target_feature(enable = "avx2,fma")]
+    #[inline]
+    pub unsafe fn dots(rows: &[f32], stride: usize, v: &[f32], out: &mut [f32]) {
+        let (m, n) = (out.len(), v.len());
+        check_rows(rows, stride, m, n);
+        let main = n / 8 * 8;
+        let (pr, pv, po) = (rows.as_ptr(), v.as_ptr(), out.as_mut_ptr());
+        let mut k = 0;
+        // Eight rows at a time: eight independent accumulators share each load of `v`, and one
+        // transpose-and-add tree reduces all eight at once.
+        while k + 8 <= m {
+            let r = pr.add(k * stride);
+            let mut acc = [_mm256_setzero_ps(); 8];
+            let mut j = 0;
+            while j < main {
+                let vj = _mm256_loadu_ps(pv.add(j));
+                for (q, a) in acc.iter_mut().enumerate() {
+                    *a = _mm256_fmadd_ps(_mm256_loadu_ps(r.add(q * stride + j)), vj, *a);
+                }
+                j += 8;
+            }
+            let a = _mm256_hadd_ps(
+                _mm256_hadd_ps(acc[0], acc[1]),
+                _mm256_hadd_ps(acc[2], acc[3]),
+            );
+            let b = _mm256_hadd_ps(
+                _mm256_hadd_ps(acc[4], acc[5]),
+                _mm256_hadd_ps(acc[6], acc[7]),
+            );
+            let s = _mm256_add_ps(
+                _mm256_permute2f128_ps::<0x20>(a, b),
+                _mm256_permute2f128_ps::<0x31>(a, b),
+            );
+            _mm256_storeu_ps(po.add(k), s);
+            for q in 0..8 {
+                for jj in main..n {
+                    *po.add(k + q) += *r.add(q * stride + jj) * *pv.add(jj);
+                }
+            }
+            k += 8;
+        }
+        while k < m {
+            *po.add(k) = dot(std::slice::from_raw_parts(pr.add(k * stride), n), v);
+            k += 1;
+        }
+    }
+
+    /// `W` registers (8 lanes each) of `y` starting at `y`, updated with `Σ_k t[k] row_k`.
+    #[target_feature(enable = "avx2,fma")]
+    #[inline]
+    unsafe fn gemv_t_tile<const W: usize>(rows: *const f32, stride: usize, t: &[f32], y: *mut f32) {
+        let mut acc = [_mm256_setzero_ps(); W];
+        for (w, a) in acc.iter_mut().enumerate() {
+            *a = _mm256_loadu_ps(y.add(8 * w));
+        }
+        for (k, &tk) in t.iter().enumerate() {
+            let tk = _mm256_set1_ps(tk);
+            let r = rows.add(k * stride);
+            for (w, a) in acc.iter_mut().enumerate() {
+                *a = _mm256_fmadd_ps(tk, _mm256_loadu_ps(r.add(8 * w)), *a);
+            }
+        }
+        for (w, a) in acc.iter().enumerate() {
+            _mm256_storeu_ps(y.add(8 * w), *a);
+        }
+    }
+
+    /// SAFETY: the CPU must support AVX2 and FMA.
+    #[target_feature(enable = "avx2,fma")]
+    #[inline]
+    pub unsafe fn gemv_t(rows: &[f32], stride: usize, t: &[f32], y: &mut [f32]) {
+        let (m, n) = (t.len(), y.len());
+        check_rows(rows, stride, m, n);
+        let (pr, py) = (rows.as_ptr(), y.as_mut_ptr());
+        // Column tiles held in registers across all rows: `y` is loaded and stored once.
+        let mut j = 0;
+        while j + 64 <= n {
+            gemv_t_tile::<8>(pr.add(j), stride, t, py.add(j));
+            j += 64;
+        }
+        if j + 32 <= n {
+            gemv_t_tile::<4>(pr.add(j), stride, t, py.add(j));
+            j += 32;
+        }
+        if j + 16 <= n {
+            gemv_t_tile::<2>(pr.add(j), stride, t, py.add(j));
+            j += 16;
+        }
+        if j + 8 <= n {
+            gemv_t_tile::<1>(pr.add(j), stride, t, py.add(j));
+            j += 8;
+        }
+        for jj in j..n {
+            let mut s = *py.add(jj);
+            for (k, &tk) in t.iter().enumerate() {
+                s += tk * *pr.add(k * stride + jj);
+            }
+            *py.add(jj) = s;
+        }
+    }
+
     #[inline(always)]
     pub fn prefetch(v: &[f32]) {
         // One hint per 64-byte line; prefetching never faults, even past the end.
@@ -170,6 +309,16 @@ impl Simd for Avx2 {
     fn axpy(a: f32, x: &[f32], y: &mut [f32]) {
         // SAFETY: as above.
         unsafe { avx2::axpy(a, x, y) }
+    }
+    #[inline(always)]
+    fn dots(rows: &[f32], stride: usize, v: &[f32], out: &mut [f32]) {
+        // SAFETY: as above.
+        unsafe { avx2::dots(rows, stride, v, out) }
+    }
+    #[inline(always)]
+    fn gemv_t(rows: &[f32], stride: usize, t: &[f32], y: &mut [f32]) {
+        // SAFETY: as above.
+        unsafe { avx2::gemv_t(rows, stride, t, y) }
     }
     #[inline(always)]
     fn prefetch(v: &[f32]) {
@@ -233,6 +382,56 @@ mod tests {
                 <Avx2 as Simd>::prefetch(&a);
             }
             assert_eq!(<Portable as Simd>::dot(&a, &b), dot(&a, &b));
+        }
+    }
+
+    /// `dots` and `gemv_t` against naive loops, for every tail of rows and columns.
+    #[test]
+    fn batched_ops_match_naive_loops() {
+        for n in [1usize, 7, 8, 9, 16, 24, 33, 64, 72, 100, 129] {
+            for m in [0usize, 1, 3, 7, 8, 9, 17] {
+                let stride = n + 3;
+                let rows: Vec<f32> = (0..m * stride).map(|i| (i as f32 * 0.13).sin()).collect();
+                let v: Vec<f32> = (0..n).map(|i| (i as f32 * 0.7).cos()).collect();
+                let t: Vec<f32> = (0..m).map(|i| (i as f32 * 0.3).sin()).collect();
+                let naive_dots: Vec<f64> = (0..m)
+                    .map(|k| {
+                        (0..n)
+                            .map(|j| rows[k * stride + j] as f64 * v[j] as f64)
+                            .sum()
+                    })
+                    .collect();
+                let naive_gemv: Vec<f64> = (0..n)
+                    .map(|j| {
+                        v[j] as f64
+                            + (0..m)
+                                .map(|k| t[k] as f64 * rows[k * stride + j] as f64)
+                                .sum::<f64>()
+                    })
+                    .collect();
+                let mut variants: Vec<(Vec<f32>, Vec<f32>)> = Vec::new();
+                let mut out = vec![0.0f32; m];
+                let mut y = v.clone();
+                <Portable as Simd>::dots(&rows, stride, &v, &mut out);
+                <Portable as Simd>::gemv_t(&rows, stride, &t, &mut y);
+                variants.push((out, y));
+                #[cfg(target_arch = "x86_64")]
+                if has_avx2_fma() {
+                    let mut out = vec![0.0f32; m];
+                    let mut y = v.clone();
+                    <Avx2 as Simd>::dots(&rows, stride, &v, &mut out);
+                    <Avx2 as Simd>::gemv_t(&rows, stride, &t, &mut y);
+                    variants.push((out, y));
+                }
+                for (out, y) in variants {
+                    for (a, b) in out.iter().zip(&naive_dots) {
+                        assert!((*a as f64 - b).abs() < 1e-4, "dots n={n} m={m}");
+                    }
+                    for (a, b) in y.iter().zip(&naive_gemv) {
+                        assert!((*a as f64 - b).abs() < 1e-4, "gemv_t n={n} m={m}");
+                    }
+                }
+            }
         }
     }
 
