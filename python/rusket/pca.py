@@ -311,7 +311,9 @@ class PCA(_Transformer, _Base):  # type: ignore[misc]
             )
         solver, nc = self._check_params(n, d)
         r = min(n, d)
-        seed, n_iter, k_rust = 0, 0, 0
+        # The exact solver returns all components; n_components only says how many must be
+        # accurate (0 = all), which picks its float32 or float64 kernel for float32 input.
+        seed, n_iter, k_rust = 0, 0, (nc if isinstance(nc, int) else 0)
         if solver == "randomized":
             k_rust = r if nc is None else int(nc)  # float nc was refused above
             n_iter = (
