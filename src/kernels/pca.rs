@@ -964,7 +964,7 @@ mod tests {
         }
     }
 
-    /// Eigenvalues of low-rank data plus a little noise, with well separated spectrum.
+    /// Full-rank data with a well separated spectrum, a little noise and an offset per column.
     fn noisy_low_rank(n: usize, d: usize, seed: u64, offset: f64) -> Vec<f64> {
         let x = low_rank(n, d, d, seed);
         let noise = data(n, d, seed + 7);
@@ -982,6 +982,15 @@ mod tests {
             check_f32(&noisy_low_rank(n, 8, n as u64, 0.0), n, 8, 1e-6);
         }
         check_f32(&noisy_low_rank(5000, 40, 3, 0.0), 5000, 40, 1e-6);
+    }
+
+    #[test]
+    fn float32_input_with_few_rows_is_read_in_f64() {
+        let (n, d) = (F32_MIN_ROWS - 1, 6);
+        let (x32, back) = as_f32(&data(n, d, 2));
+        let a = fit(&x32, n, d, 0, Solver::Covariance).unwrap();
+        let b = fit(&back, n, d, 0, Solver::Covariance).unwrap();
+        assert_eq!(a, b);
     }
 
     #[test]
