@@ -273,6 +273,22 @@ def test_float32_kernel_with_a_misleading_sample_of_rows() -> None:
     np.testing.assert_allclose(comps[:6], comp_ref[:6], atol=1e-6)
 
 
+@pytest.mark.parametrize("n_components", [None, 0.5, 8])
+def test_float32_with_a_wide_spectrum_is_fitted_in_float64(n_components: float | None) -> None:
+    # Variances from 1 down to 1e-8: asking for all components (None; a float share is resolved
+    # after the fit, so it asks for all too) gives the float64 kernel's numbers, the same as
+    # for a float64 copy.
+    rng = np.random.default_rng(2)
+    x = (rng.normal(size=(10_000, 8)) * np.logspace(0, -4, 8) + 3).astype(np.float32)
+    p32 = PCA(n_components).fit(x)
+    p64 = PCA(n_components).fit(x.astype(np.float64))
+    assert p32.n_components_ == p64.n_components_
+    np.testing.assert_array_equal(
+        p32.explained_variance_, p64.explained_variance_.astype(np.float32)
+    )
+    np.testing.assert_array_equal(p32.components_, p64.components_.astype(np.float32))
+
+
 @pytest.mark.parametrize("n", [2, 4097, 12_345, 200_001])
 def test_float32_kernel_does_not_depend_on_the_thread_count(n: int) -> None:
     x = embeddings(n, 2 if n == 2 else 20, seed=1, offset=10.0)
