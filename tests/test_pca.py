@@ -210,6 +210,95 @@ def test_integer_and_list_input_are_read_as_float64() -> None:
     np.testing.assert_allclose(pca.explained_variance_, SkPCA(2).fit(X).explained_variance_)
 
 
+# -- the float32 kernel (one pass, f32 block products added in f64) ---------------------------
+
+
+def embeddings(n: int, d: int, seed: int = 0, offset: float = 0.0) -> np.ndarray:
+    """float32 data like the benchmark's: a decaying spectrum plus noise, with an offset per
+    column of ``offset`` times the spread."""
+    rng = np.random.default_rng(seed)
+    latent = min(d, 8)
+    z = rng.normal(size=(n, latent)) * 3.0 * 0.7 ** np.arange(latent)
+    w = np.linalg.qr(rng.normal(size=(d, latent)))[0].T
+    x = z @ w + 0.1 * rng.normal(size=(n, d))
+    x += offset * float(x.std()) * rng.uniform(1, 2, size=d) + rng.normal(size=d)
+    return x.astype(np.float32)
+
+
+def float64_reference(x: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Mean, explained variances and components (sklearn's sign rule) of the float32 values,
+    computed in float64."""
+    x64 = x.astype(np.float64)
+    mean = x64.mean(axis=0)
+    a = x64 - mean
+    vals, vecs = np.linalg.eigh(a.T @ a / (len(a) - 1))
+    vals, vecs = vals[::-1], vecs[:, ::-1].T
+    signs = np.sign(vecs[np.arange(len(vecs)), np.argmax(np.abs(vecs), axis=1)])
+    return mean, vals, vecs * signs[:, None]
+
+
+@pytest.mark.parametrize("offset", [0.0, 1e3])
+@pytest.mark.parametrize(
+    ("n", "d"),
+    # Below 4096 rows (the f64 kernel); from 4096: 64 blocks of 64 rows, a partial block,
+    # n not a multiple of the block, several chunks of blocks.
+    [(2, 2), (3, 2), (4095, 16), (4096, 16), (4097, 16), (30_001, 24), (100_000, 8)],
+)
+def test_float32_kernel_matches_a_float64_reference(n: int, d: int, offset: float) -> None:
+    x = embeddings(n, d, seed=n, offset=offset)
+    mean_ref, ev_ref, comp_ref = float64_reference(x)
+    k = min(d, n - 1, 6)  # well separated, non-zero variances (the 6th is 3% of the 1st)
+    mean, comps, ev, _, total = _core.pca_fit(x, n_components=k, solver="full")
+    np.testing.assert_allclose(ev[:k], ev_ref[:k], rtol=1e-6)
+    np.testing.assert_allclose(total, ev_ref.sum(), rtol=1e-6)
+    np.testing.assert_allclose(mean, mean_ref, rtol=1e-12, atol=1e-12 * float(x.std()))
+    np.testing.assert_allclose(comps[:k], comp_ref[:k], atol=1e-6)
+    # The estimator reports the same numbers (rounded to float32).
+    pca = PCA(k).fit(x)
+    np.testing.assert_allclose(pca.explained_variance_, ev_ref[:k], rtol=1e-6)
+    np.testing.assert_allclose(pca.components_, comp_ref[:k], atol=1e-6)
+
+
+def test_float32_kernel_with_a_misleading_sample_of_rows() -> None:
+    # Every 97th row (close to the stride of the rows that choose the shift) is far out: the
+    # result stays exact whether or not the kernel needs its second pass. The spectrum spans
+    # 1e7 (far beyond float32 products), so this also checks the fall-back to float64.
+    x = embeddings(100_000, 12, seed=4)
+    x[::97] += 1e4
+    x[::98] -= 3e3
+    mean_ref, ev_ref, comp_ref = float64_reference(x)
+    mean, comps, ev, _, _ = _core.pca_fit(x, n_components=6, solver="full")
+    np.testing.assert_allclose(ev[:6], ev_ref[:6], rtol=1e-6)
+    np.testing.assert_allclose(mean, mean_ref, rtol=1e-12)
+    np.testing.assert_allclose(comps[:6], comp_ref[:6], atol=1e-6)
+
+
+@pytest.mark.parametrize("n_components", [None, 0.5, 8])
+def test_float32_with_a_wide_spectrum_is_fitted_in_float64(n_components: float | None) -> None:
+    # Variances from 1 down to 1e-8: asking for all components (None; a float share is resolved
+    # after the fit, so it asks for all too) gives the float64 kernel's numbers, the same as
+    # for a float64 copy.
+    rng = np.random.default_rng(2)
+    x = (rng.normal(size=(10_000, 8)) * np.logspace(0, -4, 8) + 3).astype(np.float32)
+    p32 = PCA(n_components).fit(x)
+    p64 = PCA(n_components).fit(x.astype(np.float64))
+    assert p32.n_components_ == p64.n_components_
+    np.testing.assert_array_equal(
+        p32.explained_variance_, p64.explained_variance_.astype(np.float32)
+    )
+    np.testing.assert_array_equal(p32.components_, p64.components_.astype(np.float32))
+
+
+@pytest.mark.parametrize("n", [2, 4097, 12_345, 200_001])
+def test_float32_kernel_does_not_depend_on_the_thread_count(n: int) -> None:
+    x = embeddings(n, 2 if n == 2 else 20, seed=1, offset=10.0)
+    k = min(x.shape[1], 6)
+    one = _core.pca_fit(x, n_components=k, solver="full", num_threads=1)
+    two = _core.pca_fit(x, n_components=k, solver="full", num_threads=2)
+    for a, b in zip(one, two):
+        np.testing.assert_array_equal(a, b)
+
+
 # -- the estimator protocol ------------------------------------------------------------------
 
 

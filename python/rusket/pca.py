@@ -4,9 +4,13 @@
 ``TransformerMixin`` when scikit-learn is installed, and speaks the same protocol otherwise).
 The fit runs in Rust with float64 accumulation:
 
-* ``"covariance_eigh"`` / ``"full"``: exact. Two parallel passes over the rows (means, then the
-  centred ``XᵀX``) and a symmetric eigendecomposition of the ``d x d`` covariance; for wide data
-  (more columns than rows) a thin SVD of the centred data instead.
+* ``"covariance_eigh"`` / ``"full"``: exact. Parallel passes over the rows form the centred
+  ``XᵀX`` and a symmetric eigendecomposition of the ``d x d`` covariance follows; for wide data
+  (more columns than rows) a thin SVD of the centred data instead. float64 input: two passes
+  (means, then ``XᵀX`` in float64). float32 input with at least 4096 rows: usually one pass,
+  blocks of rows multiplied in float32 and summed in float64 (about twice as fast; the error in
+  each explained variance is at most about ``2e-8`` times the largest, measured); when a
+  requested component has less than 1% of the largest variance, the float64 kernel redoes it.
 * ``"randomized"``: a seeded randomized SVD (Halko, Martinsson & Tropp 2011) for wide data.
 
 :func:`project` turns a factor matrix (for example ``ALS.item_factors``) into 2-d or 3-d
@@ -139,7 +143,8 @@ class PCA(_Transformer, _Base):  # type: ignore[misc]
 
     Linear dimensionality reduction: the data are centred (not scaled) and projected on the
     directions of largest variance. Gives the same numbers as
-    ``sklearn.decomposition.PCA`` (components with the same signs), computed in float64.
+    ``sklearn.decomposition.PCA`` (components with the same signs), accumulated in float64
+    (float32 input: products of float32 blocks, see the module notes).
 
     Parameters
     ----------
@@ -311,7 +316,9 @@ class PCA(_Transformer, _Base):  # type: ignore[misc]
             )
         solver, nc = self._check_params(n, d)
         r = min(n, d)
-        seed, n_iter, k_rust = 0, 0, 0
+        # The exact solver returns all components; n_components only says how many must be
+        # accurate (0 = all), which picks its float32 or float64 kernel for float32 input.
+        seed, n_iter, k_rust = 0, 0, (nc if isinstance(nc, int) else 0)
         if solver == "randomized":
             k_rust = r if nc is None else int(nc)  # float nc was refused above
             n_iter = (

@@ -35,12 +35,13 @@ fn run<T: Element + numpy::Element>(
     Ok(py.detach(|| with_threads(num_threads, || fit(xs, n, d, n_components, solver)))??)
 }
 
-/// Fits PCA to the C-contiguous float32/float64 matrix `x` (computing in f64).
+/// Fits PCA to the C-contiguous float32/float64 matrix `x` (accumulating in f64).
 ///
 /// Returns `(mean, components, explained_variance, singular_values, total_variance)`, all
 /// float64; `components` is `r x d` with orthonormal rows by decreasing variance and signs
 /// following scikit-learn's rule. The exact solvers (`"full"`, `"covariance_eigh"`) return all
-/// `r = min(n, d)` components; `"randomized"` returns `n_components`.
+/// `r = min(n, d)` components, `n_components` (0 = all) saying how many must be accurate
+/// (it picks the f32 or f64 kernel for float32 input); `"randomized"` returns `n_components`.
 #[pyfunction(name = "pca_fit")]
 #[pyo3(signature = (x, *, n_components, solver, n_oversamples=10, n_iter=4, seed=0, num_threads=0))]
 #[allow(clippy::too_many_arguments)]

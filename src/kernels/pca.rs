@@ -1,15 +1,27 @@
 //! Principal component analysis of a dense row-major `n x d` matrix `X`, in f64.
 //!
 //! Two solvers, both working on the centred matrix `A = X − 1μᵀ` without ever writing it out
-//! whole (each block of rows is centred into a small f64 buffer when it is read):
+//! whole (each block of rows is centred into a small buffer when it is read):
 //!
-//! * [`Solver::Covariance`] (exact). When `d <= n` it streams the rows once to get the column
-//!   means μ and a second time to accumulate `AᵀA` (lower triangle, f64), then takes the
-//!   symmetric eigendecomposition `AᵀA / (n−1) = V Λ Vᵀ`: the eigenvalues are the explained
-//!   variances and the eigenvectors the components. Centring before forming the product (a
-//!   two-pass scheme) avoids the cancellation of `XᵀX − n μμᵀ`. When `d > n` (wide data, where
-//!   the `d x d` covariance would be large) it takes the thin SVD of the centred `n x d` matrix
-//!   instead, which also yields a complete orthonormal set of components.
+//! * [`Solver::Covariance`] (exact). When `d <= n` it forms the covariance `AᵀA / (n−1)` and
+//!   takes its symmetric eigendecomposition `V Λ Vᵀ`: the eigenvalues are the explained
+//!   variances and the eigenvectors the components. Centring before forming the product avoids
+//!   the cancellation of `XᵀX − n μμᵀ`. Two kernels form it:
+//!   - f64 (f64 input, and f32 input with few rows or a wide spectrum): one pass for the column
+//!     means, a second that centres blocks of rows in f64 and accumulates the lower triangle of
+//!     `AᵀA` with faer's triangular product.
+//!   - f32 (f32 input, `n >= F32_MIN_ROWS`): usually one pass. A shift `s` (the mean of ~1,000
+//!     evenly spaced rows, rounded to f32) stands in for μ; blocks of about `√n` (at most 256)
+//!     rows of `x − s` are rounded to f32 and multiplied in f32 (twice the speed of f64 on
+//!     AVX2), and each block's product and column sums are added into f64. With
+//!     `m = mean(x − s)`: `AᵀA = Σ(x − s)(x − s)ᵀ − n m mᵀ` and `μ = s + m`. If the sample
+//!     was not representative (`m` large against the spread), a second pass repeats the sums
+//!     with `s = μ`. The f32 products err by about `ε₃₂ λ₁` at most in each eigenvalue, so the
+//!     f64 kernel redoes fits whose needed eigenvalues are below 1% of the largest.
+//!
+//!   When `d > n` (wide data, where the `d x d` covariance would be large) it takes the thin
+//!   SVD of the centred `n x d` matrix instead, which also yields a complete orthonormal set of
+//!   components.
 //! * [`Solver::Randomized`]: randomized SVD after Halko, Martinsson & Tropp (SIAM Review
 //!   2011): a seeded Gaussian `Ω` (`d x l`, `l = k + oversamples`), power (subspace)
 //!   iterations `V ← qr(Aᵀ(A V))` that re-orthonormalise after every product, then a
@@ -49,15 +61,22 @@ const MAX_CHUNKS: usize = 64;
 /// Memory allowed for the per-chunk partial sums of one pass, in f64 values (256 MiB).
 const PARTIALS_BUDGET: usize = 1 << 25;
 
-/// Input element types: f32 and f64, both read as f64.
+/// Input element types: f32 and f64, both read as f64 (f32 also has its own exact kernel).
 pub trait Element: Copy + Send + Sync + 'static {
     fn to_f64(self) -> f64;
+    /// The input itself when it is f32: selects the f32 covariance kernel.
+    fn as_f32(_x: &[Self]) -> Option<&[f32]> {
+        None
+    }
 }
 
 impl Element for f32 {
     #[inline(always)]
     fn to_f64(self) -> f64 {
         self as f64
+    }
+    fn as_f32(x: &[f32]) -> Option<&[f32]> {
+        Some(x)
     }
 }
 
@@ -144,8 +163,9 @@ impl PcaFit {
 
 /// Fits PCA to the row-major `n x d` matrix `x`.
 ///
-/// The exact solver returns all `min(n, d)` components (the caller truncates); the randomized
-/// one returns `n_components` of them (`1 <= n_components <= min(n, d)`).
+/// The exact solver returns all `min(n, d)` components (the caller truncates; `n_components`,
+/// 0 meaning all, only says how many must be accurate, see [`F32_MIN_EIGEN_RATIO`]); the
+/// randomized one returns `n_components` of them (`1 <= n_components <= min(n, d)`).
 pub fn fit<T: Element>(
     x: &[T],
     n: usize,
@@ -174,15 +194,23 @@ pub fn fit<T: Element>(
             )));
         }
     }
-    let mean = column_means(x, n, d)?;
     let mut out = match solver {
-        Solver::Covariance if d <= n => covariance_eigh(x, n, d, mean),
-        Solver::Covariance => centred_svd(x, n, d, mean),
+        Solver::Covariance if d <= n => covariance_eigh(x, n, d, n_components),
+        Solver::Covariance => centred_svd(x, n, d, column_means(x, n, d)?),
         Solver::Randomized {
             oversamples,
             n_iter,
             seed,
-        } => randomized(x, n, d, mean, n_components, oversamples, n_iter, seed),
+        } => randomized(
+            x,
+            n,
+            d,
+            column_means(x, n, d)?,
+            n_components,
+            oversamples,
+            n_iter,
+            seed,
+        ),
     }?;
     flip_signs(&mut out.components, d);
     Ok(out)
@@ -227,11 +255,7 @@ fn column_means<T: Element>(x: &[T], n: usize, d: usize) -> CoreResult<Vec<f64>>
         .collect();
     let mut mean = sum_in_order(parts, d);
     if mean.iter().any(|v| !v.is_finite()) {
-        return Err(CoreError::Value(
-            "X contains NaN or infinity (or values too large to sum); \
-             remove or impute them before fitting"
-                .into(),
-        ));
+        return nonfinite_err();
     }
     let inv = 1.0 / n as f64;
     mean.iter_mut().for_each(|m| *m *= inv);
@@ -301,8 +325,183 @@ fn centred_gram<T: Element>(x: &[T], n: usize, d: usize, mean: &[f64], scale: f6
     })
 }
 
-fn covariance_eigh<T: Element>(x: &[T], n: usize, d: usize, mean: Vec<f64>) -> CoreResult<PcaFit> {
+/// Rows of one f32 block in [`covariance_f32`]: about `√n`, a multiple of 8 in `16..=256`.
+///
+/// Each block's Gram matrix is summed in f32 (in the registers of faer's kernel) before it is
+/// added into f64, so the error grows with the block: the block errors, random, add up to
+/// about `ε₃₂ · B / √n · λ₁` in the covariance (measured: the error in every eigenvalue grows
+/// linearly with `B`). `B ≈ √n` keeps it below `ε₃₂ λ₁`; 256 rows (256 KiB for `d = 256`, in
+/// L2) is where faer's f32 kernel reaches its full speed, 128 is 10-20% slower.
+fn block_rows_f32(n: usize) -> usize {
+    (n.isqrt() / 8 * 8).clamp(16, 256)
+}
+/// Fewer f32 rows than this go through the f64 kernel: fast anyway, and exact. The f32 kernel
+/// rounds every centred value to f32, an error that only averages out over many rows.
+const F32_MIN_ROWS: usize = 4096;
+/// The f32 kernel's fit is kept when the smallest needed explained variance is at least this
+/// share of the largest; else the f64 kernel redoes it. The f32 block products err by up to
+/// about `0.35 ε₃₂ λ₁ ≈ 2e-8 λ₁` in every eigenvalue (the worst of 27 random spectra spanning
+/// 1e6..1e10, n = 4096..200,000, d = 8..128; typically ten times less), so this keeps the
+/// relative error of the needed ones at 2e-6 or below (1e-7 typically), like scikit-learn's
+/// float32 SVD (its `full` solver).
+const F32_MIN_EIGEN_RATIO: f64 = 1e-2;
+/// Rows sampled (evenly spaced) for the shift of the one-pass f32 covariance.
+const SHIFT_SAMPLE: usize = 1024;
+/// The shift is accepted when every column's mean of `x − s` satisfies
+/// `m_j² <= SHIFT_TOL · mean((x_j − s_j)²)`, i.e. when it inflates the rounding error of the
+/// f32 products by at most a factor `1 + SHIFT_TOL` (else a second pass uses the exact mean).
+const SHIFT_TOL: f64 = 1.0 / 16.0;
+/// Fewest blocks per chunk of the f32 pass: every chunk fills a fresh `d x d` f64 partial.
+const MIN_BLOCKS_PER_CHUNK: usize = 16;
+
+fn nonfinite_err<T>() -> CoreResult<T> {
+    Err(CoreError::Value(
+        "X contains NaN or infinity (or values too large to sum); \
+         remove or impute them before fitting"
+            .into(),
+    ))
+}
+
+/// Row ranges made of whole blocks of `block` rows, a function of `n` and `d` only.
+fn block_chunks(n: usize, d: usize, block: usize) -> Vec<Range<usize>> {
+    let nb = n.div_ceil(block);
+    let by_memory = (PARTIALS_BUDGET / (d * d).max(1)).max(1);
+    let c = (nb / MIN_BLOCKS_PER_CHUNK)
+        .min(by_memory)
+        .clamp(1, MAX_CHUNKS);
+    let per = nb.div_ceil(c) * block;
+    (0..c)
+        .map(|i| (i * per).min(n)..((i + 1) * per).min(n))
+        .filter(|r| !r.is_empty())
+        .collect()
+}
+
+/// One pass over f32 rows: `Σ (x − s)` and the lower triangle of `Σ (x − s)(x − s)ᵀ`
+/// (column-major `d x d`), both in f64. The shift `s` is an f32 vector, so `x − s` is exact in
+/// f64: the sums are those of the exact differences, and the products use them rounded once
+/// to f32. Every block of shifted rows is multiplied in f32 and its products added into f64.
+fn shifted_sums_f32(x: &[f32], n: usize, d: usize, shift: &[f32]) -> (Vec<f64>, Vec<f64>) {
+    let block = block_rows_f32(n);
+    let parts: Vec<(Vec<f64>, Vec<f64>)> = block_chunks(n, d, block)
+        .into_par_iter()
+        .map(|rows| {
+            let mut sum = vec![0.0f64; d];
+            let mut g = vec![0.0f64; d * d];
+            let mut gb = vec![0.0f32; d * d];
+            let mut buf = vec![0.0f32; block * d];
+            let end = rows.end;
+            for start in rows.step_by(block) {
+                let len = (end - start).min(block);
+                let src = &x[start * d..(start + len) * d];
+                for (row, out) in src.chunks_exact(d).zip(buf.chunks_exact_mut(d)) {
+                    for (((o, v), s), t) in out.iter_mut().zip(row).zip(shift).zip(sum.iter_mut()) {
+                        // Exact in f64 (both are f32), so the sums are those of the true
+                        // differences; rounded once to f32 for the product.
+                        let a = *v as f64 - *s as f64;
+                        *t += a;
+                        *o = a as f32;
+                    }
+                }
+                let at = MatRef::from_column_major_slice(&buf[..len * d], d, len);
+                let gm = MatMut::from_column_major_slice_mut(&mut gb, d, d);
+                triangular::matmul(
+                    gm,
+                    BlockStructure::TriangularLower,
+                    Accum::Replace,
+                    at,
+                    BlockStructure::Rectangular,
+                    at.transpose(),
+                    BlockStructure::Rectangular,
+                    1.0f32,
+                    Par::Seq,
+                );
+                for j in 0..d {
+                    let col = j * d + j..(j + 1) * d;
+                    for (a, b) in g[col.clone()].iter_mut().zip(&gb[col]) {
+                        *a += *b as f64;
+                    }
+                }
+            }
+            (sum, g)
+        })
+        .collect();
+    let mut sum = vec![0.0f64; d];
+    let mut g = vec![0.0f64; d * d];
+    for (s, p) in parts {
+        sum.iter_mut().zip(&s).for_each(|(a, b)| *a += b);
+        g.iter_mut().zip(&p).for_each(|(a, b)| *a += b);
+    }
+    (sum, g)
+}
+
+/// Column means and covariance (full, symmetric) of f32 data in one pass in the common case.
+///
+/// With a shift `s` close to the mean μ (the mean of [`SHIFT_SAMPLE`] evenly spaced rows), one
+/// pass accumulates `Σ(x − s)` and `Σ(x − s)(x − s)ᵀ`; with `m = mean(x − s)`,
+/// `C = [Σ(x − s)(x − s)ᵀ − n m mᵀ] / (n − 1)` and `μ = s + m`. The correction cancels only
+/// `m_j²` out of `mean((x_j − s_j)²) = var_j + m_j²`, so the f32 rounding error stays that of
+/// centred data as long as `m` is small; if it is not (data whose sampled rows are not
+/// representative), a second pass repeats the sums with `s = μ` (a two-pass scheme).
+/// Also returns the number of passes over `x` (1 or 2).
+fn covariance_f32(x: &[f32], n: usize, d: usize) -> CoreResult<(Vec<f64>, Mat<f64>, usize)> {
+    let stride = n / n.min(SHIFT_SAMPLE);
+    let count = n / stride;
+    let mut shift = vec![0.0f64; d];
+    for i in 0..count {
+        let row = &x[i * stride * d..(i * stride + 1) * d];
+        shift.iter_mut().zip(row).for_each(|(s, v)| *s += *v as f64);
+    }
+    shift.iter_mut().for_each(|s| *s /= count as f64);
+    if shift.iter().any(|v| !v.is_finite()) {
+        return nonfinite_err();
+    }
+    let nf = n as f64;
+    for pass in 0.. {
+        // The shift actually used is the f32 one: μ = s + m holds for it exactly.
+        let shift32: Vec<f32> = shift.iter().map(|v| *v as f32).collect();
+        shift = shift32.iter().map(|v| *v as f64).collect();
+        let (sum, g) = shifted_sums_f32(x, n, d, &shift32);
+        if sum.iter().chain(&g).any(|v| !v.is_finite()) {
+            return nonfinite_err();
+        }
+        let m: Vec<f64> = sum.iter().map(|v| v / nf).collect();
+        let ok = (0..d).all(|j| m[j] * m[j] <= SHIFT_TOL * g[j * d + j] / nf);
+        shift.iter_mut().zip(&m).for_each(|(s, v)| *s += v);
+        // The second pass shifts by the mean itself: accepted whatever its m.
+        if ok || pass == 1 {
+            let scale = 1.0 / (n - 1) as f64;
+            let c = Mat::from_fn(d, d, |i, j| {
+                let (i, j) = if i >= j { (i, j) } else { (j, i) };
+                scale * (g[i + j * d] - nf * m[i] * m[j])
+            });
+            return Ok((shift, c, pass + 1));
+        }
+    }
+    unreachable!("the second pass always returns")
+}
+
+fn covariance_eigh<T: Element>(x: &[T], n: usize, d: usize, needed: usize) -> CoreResult<PcaFit> {
+    if let Some(x32) = T::as_f32(x).filter(|_| n >= F32_MIN_ROWS) {
+        // On non-finite sums (NaN, infinity, or values whose f32 squares overflow) the f64
+        // kernel takes over: it reports the first two and computes the third.
+        if let Ok((mean, c, _passes)) = covariance_f32(x32, n, d) {
+            let fit = eigen_fit(c, mean, n, d)?;
+            // The f32 products err by up to about 0.35 ε₃₂ λ₁ in every eigenvalue (measured):
+            // keep the fit if the smallest needed one is large enough for that to be small.
+            let k = if needed == 0 { d } else { needed.min(d) };
+            let ev = &fit.explained_variance;
+            if ev[k - 1] >= F32_MIN_EIGEN_RATIO * ev[0] {
+                return Ok(fit);
+            }
+        }
+    }
+    let mean = column_means(x, n, d)?;
     let c = centred_gram(x, n, d, &mean, 1.0 / (n - 1) as f64);
+    eigen_fit(c, mean, n, d)
+}
+
+/// PCA from the covariance matrix `c`: eigenvalues decreasing, eigenvectors as components.
+fn eigen_fit(c: Mat<f64>, mean: Vec<f64>, n: usize, d: usize) -> CoreResult<PcaFit> {
     let total_variance: f64 = (0..d).map(|j| c[(j, j)]).sum();
     let (u, s) = eigh(c.as_ref())?;
     // faer sorts eigenvalues increasingly; PCA wants them decreasing. Rounding can leave the
@@ -713,15 +912,173 @@ mod tests {
         check_components(&fit, &v, d, rank, 1e-9);
     }
 
+    /// `x` rounded to f32, and the same values in f64 (the reference reads these exactly).
+    fn as_f32(x: &[f64]) -> (Vec<f32>, Vec<f64>) {
+        let x32: Vec<f32> = x.iter().map(|v| *v as f32).collect();
+        let back = x32.iter().map(|v| *v as f64).collect();
+        (x32, back)
+    }
+
+    /// The f32 kernel against the f64 reference of the same (f32) values: explained variances
+    /// to `tol` relative to the largest (the f32 products err by about `ε₃₂ · λ₁`, see
+    /// [`block_rows_f32`]), total variance to `tol` relative, means to 1e-12 of the spread, and
+    /// components up to sign.
+    fn check_f32(x: &[f64], n: usize, d: usize, tol: f64) {
+        let (x32, back) = as_f32(x);
+        // The f32 kernel itself, also below F32_MIN_ROWS and whatever the spectrum.
+        let (mean, c, _) = covariance_f32(&x32, n, d).unwrap();
+        let mut f = eigen_fit(c, mean, n, d).unwrap();
+        flip_signs(&mut f.components, d);
+        let (ev, v) = reference(&back, n, d);
+        let k = d.min(n - 1);
+        for (a, b) in f.explained_variance.iter().zip(&ev).take(k) {
+            assert!((a - b).abs() <= tol * ev[0], "n={n}: variance {a} vs {b}");
+        }
+        let total: f64 = ev.iter().sum();
+        assert!((f.total_variance - total).abs() <= tol * total, "total");
+        let spread = total.sqrt();
+        for j in 0..d {
+            let m = (0..n).map(|i| back[i * d + j]).sum::<f64>() / n as f64;
+            assert!((f.mean[j] - m).abs() <= 1e-12 * (m.abs() + spread), "mean");
+        }
+        // Components: the residual `‖C v − λ v‖` of each, with `C` the reference covariance,
+        // within `tol · λ₁` (a backward error: the angle to the reference vector is that over
+        // the eigenvalue gap), and the sign rule.
+        for c in 0..k {
+            let row = &f.components[c * d..(c + 1) * d];
+            let coef: Vec<f64> = (0..ev.len())
+                .map(|t| ev[t] * (0..d).map(|j| v[(j, t)] * row[j]).sum::<f64>())
+                .collect();
+            let res = (0..d)
+                .map(|j| {
+                    let cv: f64 = (0..ev.len()).map(|t| v[(j, t)] * coef[t]).sum();
+                    (cv - f.explained_variance[c] * row[j]).powi(2)
+                })
+                .sum::<f64>()
+                .sqrt();
+            assert!(res <= tol * ev[0], "n={n}: residual {res} vs {}", ev[0]);
+            let big = row
+                .iter()
+                .fold(0.0f64, |m, v| if v.abs() > m.abs() { *v } else { m });
+            assert!(big > 0.0, "sign rule");
+        }
+    }
+
+    /// Full-rank data with a well separated spectrum, a little noise and an offset per column.
+    fn noisy_low_rank(n: usize, d: usize, seed: u64, offset: f64) -> Vec<f64> {
+        let x = low_rank(n, d, d, seed);
+        let noise = data(n, d, seed + 7);
+        x.iter()
+            .zip(&noise)
+            .enumerate()
+            .map(|(t, (v, e))| v + 0.1 * e + offset * (1 + t % d) as f64)
+            .collect()
+    }
+
     #[test]
-    fn float32_input_is_read_in_f64() {
-        let (n, d) = (2000, 6);
-        let x64 = data(n, d, 2);
-        let x32: Vec<f32> = x64.iter().map(|v| *v as f32).collect();
-        let back: Vec<f64> = x32.iter().map(|v| *v as f64).collect();
+    fn float32_kernel_matches_the_f64_reference() {
+        // One block, n not a multiple of the block, several chunks, and the smallest n.
+        for n in [2, 3, 17, 100, 256, 257, 4099, 70_001] {
+            check_f32(&noisy_low_rank(n, 8, n as u64, 0.0), n, 8, 1e-6);
+        }
+        check_f32(&noisy_low_rank(5000, 40, 3, 0.0), 5000, 40, 1e-6);
+    }
+
+    #[test]
+    fn float32_input_with_few_rows_is_read_in_f64() {
+        let (n, d) = (F32_MIN_ROWS - 1, 6);
+        let (x32, back) = as_f32(&data(n, d, 2));
         let a = fit(&x32, n, d, 0, Solver::Covariance).unwrap();
         let b = fit(&back, n, d, 0, Solver::Covariance).unwrap();
         assert_eq!(a, b);
+    }
+
+    #[test]
+    fn float32_kernel_is_accurate_with_a_large_offset() {
+        // Offsets of 1e3 and 1e4 times the spread: the shift removes them before rounding.
+        for offset in [1e3, 3e4] {
+            check_f32(&noisy_low_rank(20_000, 12, 5, offset), 20_000, 12, 1e-6);
+        }
+    }
+
+    #[test]
+    fn float32_kernel_takes_a_second_pass_when_the_sample_misleads() {
+        // Every sampled row (every `stride`-th) is far from the others: the shift is off by
+        // much more than the spread, so the sums are redone around the exact mean.
+        let (n, d) = (50_000, 6);
+        let stride = n / SHIFT_SAMPLE;
+        let mut x = noisy_low_rank(n, d, 8, 0.0);
+        for i in (0..n).step_by(stride) {
+            x[i * d..(i + 1) * d].iter_mut().for_each(|v| *v += 1e4);
+        }
+        let (x32, _) = as_f32(&x);
+        assert_eq!(covariance_f32(&x32, n, d).unwrap().2, 2);
+        check_f32(&x, n, d, 1e-6);
+        // Shuffled-like data needs one pass.
+        let y = as_f32(&noisy_low_rank(n, d, 8, 100.0)).0;
+        assert_eq!(covariance_f32(&y, n, d).unwrap().2, 1);
+    }
+
+    #[test]
+    fn float32_input_with_a_wide_spectrum_falls_back_to_f64() {
+        // Variances from 1 down to 1e-6: the f32 kernel is kept for the leading components
+        // only; asking for all of them gives the f64 kernel's result, to the last bit.
+        let (n, d) = (8192, 8);
+        let mut x = data(n, d, 12);
+        for (t, v) in x.iter_mut().enumerate() {
+            *v = *v * 10f64.powi(-((t % d) as i32) / 2) + 5.0;
+        }
+        let (x32, back) = as_f32(&x);
+        let exact = fit(&back, n, d, 0, Solver::Covariance).unwrap();
+        assert_eq!(fit(&x32, n, d, 0, Solver::Covariance).unwrap(), exact);
+        assert_eq!(fit(&x32, n, d, 6, Solver::Covariance).unwrap(), exact);
+        let leading = fit(&x32, n, d, 2, Solver::Covariance).unwrap();
+        assert_ne!(leading, exact);
+        for (a, b) in leading
+            .explained_variance
+            .iter()
+            .zip(&exact.explained_variance)
+            .take(2)
+        {
+            assert_close(*a, *b, 1e-6, "leading variance");
+        }
+    }
+
+    #[test]
+    fn float32_blocks_and_chunks_cover_all_rows() {
+        for n in [2, 15, 16, 300, 65_537, 100_000, 1_000_000] {
+            let b = block_rows_f32(n);
+            assert!((16..=256).contains(&b) && b % 8 == 0);
+            let c = block_chunks(n, 64, b);
+            assert!(c.len() <= MAX_CHUNKS);
+            assert_eq!(c.first().unwrap().start, 0);
+            assert_eq!(c.last().unwrap().end, n);
+            assert!(c
+                .windows(2)
+                .all(|w| w[0].end == w[1].start && w[0].len() % b == 0));
+        }
+    }
+
+    #[test]
+    fn float32_non_finite_values_are_an_error() {
+        let (n, d) = (5000, 4);
+        let x = as_f32(&data(n, d, 4)).0;
+        // Row 0 is in the shift sample, row 1 is not.
+        for at in [0, d + 1] {
+            for bad in [f32::NAN, f32::INFINITY] {
+                let mut y = x.clone();
+                y[at] = bad;
+                let e = fit(&y, n, d, 0, Solver::Covariance).unwrap_err();
+                assert!(e.to_string().contains("NaN"), "{e}");
+                assert!(covariance_f32(&y, n, d).is_err());
+            }
+        }
+        // Values whose f32 squares overflow: the f64 kernel computes them.
+        let big: Vec<f32> = x.iter().map(|v| v * 1e25).collect();
+        assert!(covariance_f32(&big, n, d).is_err());
+        let f = fit(&big, n, d, 0, Solver::Covariance).unwrap();
+        let back: Vec<f64> = big.iter().map(|v| *v as f64).collect();
+        assert_eq!(f, fit(&back, n, d, 0, Solver::Covariance).unwrap());
     }
 
     #[test]
@@ -744,6 +1101,20 @@ mod tests {
             let one = run(1, solver);
             assert_eq!(one, run(3, solver));
             assert_eq!(one, run(4, solver));
+        }
+        // The f32 kernel: also for a chunk count that does not divide evenly.
+        let (x32, _) = as_f32(&x);
+        for n32 in [n, 12_345] {
+            let run32 = |threads: usize| {
+                let pool = rayon::ThreadPoolBuilder::new()
+                    .num_threads(threads)
+                    .build()
+                    .unwrap();
+                pool.install(|| fit(&x32[..n32 * d], n32, d, 0, Solver::Covariance).unwrap())
+            };
+            let one = run32(1);
+            assert_eq!(one, run32(2));
+            assert_eq!(one, run32(3));
         }
     }
 
