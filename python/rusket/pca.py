@@ -12,6 +12,10 @@ The fit runs in Rust with float64 accumulation:
   each explained variance is at most about ``2e-8`` times the largest, measured); when a
   requested component has less than 1% of the largest variance, the float64 kernel redoes it.
 * ``"randomized"``: a seeded randomized SVD (Halko, Martinsson & Tropp 2011) for wide data.
+  Its subspace iteration needs ``n_iter + 2`` passes of ``4 n d l`` flops over the rows
+  (``l = n_components + n_oversamples``); on tall data where forming the ``d x d`` covariance
+  once is cheaper (``d <= 4 (n_iter + 2) l``, ``d <= 2048``), it runs the same iteration, from
+  the same random start, on that matrix (the float32 kernel above for float32 input).
 
 :func:`project` turns a factor matrix (for example ``ALS.item_factors``) into 2-d or 3-d
 coordinates held by a :class:`Projection`, which plots itself with plotly and exports to
@@ -155,9 +159,10 @@ class PCA(_Transformer, _Base):  # type: ignore[misc]
     svd_solver : {"auto", "full", "covariance_eigh", "randomized"}, default="auto"
         ``"full"`` and ``"covariance_eigh"`` are the same exact solver: eigendecomposition of
         the covariance, streamed over the rows (thin SVD of the centred data when there are more
-        features than samples). ``"randomized"`` is a seeded randomized SVD for wide data.
-        ``"auto"`` picks the exact solver when ``n_features <= 1000`` and
-        ``n_samples >= n_features`` (tall data such as embeddings), when both sides are at most
+        features than samples). ``"randomized"`` is a seeded randomized SVD for wide data
+        (on tall data it iterates on the covariance, see the module notes). ``"auto"`` picks
+        the exact solver when ``n_features <= 1000`` and ``n_samples >= n_features`` (tall
+        data such as embeddings), when both sides are at most
         500, when ``n_components`` is ``None`` or a float, or when it asks for at least 80% of
         ``min(n_samples, n_features)``; otherwise ``"randomized"``. The solver used is stored
         in ``svd_solver_``.

@@ -201,16 +201,7 @@ pub fn fit<T: Element>(
             oversamples,
             n_iter,
             seed,
-        } => randomized(
-            x,
-            n,
-            d,
-            column_means(x, n, d)?,
-            n_components,
-            oversamples,
-            n_iter,
-            seed,
-        ),
+        } => randomized(x, n, d, n_components, oversamples, n_iter, seed),
     }?;
     flip_signs(&mut out.components, d);
     Ok(out)
@@ -480,19 +471,34 @@ fn covariance_f32(x: &[f32], n: usize, d: usize) -> CoreResult<(Vec<f64>, Mat<f6
     unreachable!("the second pass always returns")
 }
 
+/// The f32 kernel's covariance, when the input is float32 with enough rows and finite sums
+/// (`None`: use the f64 kernel).
+fn covariance_f32_if_fit<T: Element>(x: &[T], n: usize, d: usize) -> Option<(Vec<f64>, Mat<f64>)> {
+    let x32 = T::as_f32(x).filter(|_| n >= F32_MIN_ROWS)?;
+    covariance_f32(x32, n, d)
+        .ok()
+        .map(|(mean, c, _passes)| (mean, c))
+}
+
+/// Whether the f32 kernel resolved the smallest of the first `needed` (0 = all) variances well.
+fn f32_fit_is_accurate(explained_variance: &[f64], needed: usize) -> bool {
+    let k = if needed == 0 {
+        explained_variance.len()
+    } else {
+        needed.min(explained_variance.len())
+    };
+    k == 0 || explained_variance[k - 1] >= F32_MIN_EIGEN_RATIO * explained_variance[0]
+}
+
 fn covariance_eigh<T: Element>(x: &[T], n: usize, d: usize, needed: usize) -> CoreResult<PcaFit> {
-    if let Some(x32) = T::as_f32(x).filter(|_| n >= F32_MIN_ROWS) {
-        // On non-finite sums (NaN, infinity, or values whose f32 squares overflow) the f64
-        // kernel takes over: it reports the first two and computes the third.
-        if let Ok((mean, c, _passes)) = covariance_f32(x32, n, d) {
-            let fit = eigen_fit(c, mean, n, d)?;
-            // The f32 products err by up to about 0.35 ε₃₂ λ₁ in every eigenvalue (measured):
-            // keep the fit if the smallest needed one is large enough for that to be small.
-            let k = if needed == 0 { d } else { needed.min(d) };
-            let ev = &fit.explained_variance;
-            if ev[k - 1] >= F32_MIN_EIGEN_RATIO * ev[0] {
-                return Ok(fit);
-            }
+    // On non-finite sums (NaN, infinity, or values whose f32 squares overflow) the f64 kernel
+    // takes over: it reports the first two and computes the third. The f32 products err by up
+    // to about 0.35 ε₃₂ λ₁ in every eigenvalue (measured): the fit is kept if the smallest
+    // needed one is large enough for that to be small.
+    if let Some((mean, c)) = covariance_f32_if_fit(x, n, d) {
+        let fit = eigen_fit(c, mean, n, d)?;
+        if f32_fit_is_accurate(&fit.explained_variance, needed) {
+            return Ok(fit);
         }
     }
     let mean = column_means(x, n, d)?;
@@ -680,13 +686,27 @@ fn randomized<T: Element>(
     x: &[T],
     n: usize,
     d: usize,
-    mean: Vec<f64>,
     k: usize,
     oversamples: usize,
     n_iter: usize,
     seed: u64,
 ) -> CoreResult<PcaFit> {
     let l = (k + oversamples).min(n.min(d));
+    // Tall data: forming AᵀA once (`n d²` flops, the float32 kernel for float32 input) costs
+    // less than the `n_iter + 2` passes of `4 n d l` flops each; the iteration is then the same
+    // on the d x d matrix, with the same random start.
+    if d <= n && d <= GRAM_MAX_D && d <= 4 * (n_iter + 2) * l {
+        if let Some((mean, c)) = covariance_f32_if_fit(x, n, d) {
+            let fit = randomized_on_gram(c, mean, n, d, k, l, n_iter, seed)?;
+            if f32_fit_is_accurate(&fit.explained_variance, k) {
+                return Ok(fit);
+            }
+        }
+        let mean = column_means(x, n, d)?;
+        let c = centred_gram(x, n, d, &mean, 1.0 / (n - 1) as f64);
+        return randomized_on_gram(c, mean, n, d, k, l, n_iter, seed);
+    }
+    let mean = column_means(x, n, d)?;
     let mut rng = Rng::new(seed);
     let omega = Mat::from_fn(d, l, |_, _| rng.normal());
     // Subspace iteration on AᵀA: V ← qr(Aᵀ(A V)), re-orthonormalised after every product.
@@ -702,26 +722,8 @@ fn randomized<T: Element>(
         }
         v = orthonormal(z.as_ref());
     }
-    // Rayleigh–Ritz: with VᵀAᵀAV = W Λ Wᵀ, A V = U Λ^½ Wᵀ, so the singular values of A on
-    // span(V) are Λ^½ and the right singular vectors are the columns of V W.
     let (z, _) = gram_times(x, n, d, &mean, v.as_ref());
-    let mut g = Mat::zeros(l, l);
-    matmul(
-        g.as_mut(),
-        Accum::Replace,
-        v.transpose(),
-        z.as_ref(),
-        1.0,
-        Par::Seq,
-    );
-    let g = Mat::from_fn(l, l, |i, j| 0.5 * (g[(i, j)] + g[(j, i)]));
-    let (w, lam) = eigh(g.as_ref())?;
-    let mut components = Vec::with_capacity(k * d);
-    let mut singular_values = Vec::with_capacity(k);
-    for c in (l - k..l).rev() {
-        singular_values.push(lam[c].max(0.0).sqrt());
-        components.extend((0..d).map(|j| (0..l).map(|t| v[(j, t)] * w[(t, c)]).sum::<f64>()));
-    }
+    let (components, singular_values) = rayleigh_ritz(v.as_ref(), z.as_ref(), k, 1.0)?;
     Ok(PcaFit::from_singular_values(
         mean,
         components,
@@ -729,6 +731,78 @@ fn randomized<T: Element>(
         n,
         total_variance,
     ))
+}
+
+/// Largest `d` for which the randomized solver may form the `d x d` covariance (8·d² bytes).
+const GRAM_MAX_D: usize = 2048;
+
+/// The randomized solver's subspace iteration on the covariance `c = AᵀA / (n − 1)`.
+#[allow(clippy::too_many_arguments)]
+fn randomized_on_gram(
+    c: Mat<f64>,
+    mean: Vec<f64>,
+    n: usize,
+    d: usize,
+    k: usize,
+    l: usize,
+    n_iter: usize,
+    seed: u64,
+) -> CoreResult<PcaFit> {
+    let total_variance: f64 = (0..d).map(|j| c[(j, j)]).sum();
+    let mut rng = Rng::new(seed);
+    let omega = Mat::from_fn(d, l, |_, _| rng.normal());
+    let mut v = orthonormal(omega.as_ref());
+    let mut z = Mat::zeros(d, l);
+    for _ in 0..=n_iter {
+        matmul(
+            z.as_mut(),
+            Accum::Replace,
+            c.as_ref(),
+            v.as_ref(),
+            1.0,
+            Par::Seq,
+        );
+        v = orthonormal(z.as_ref());
+    }
+    matmul(
+        z.as_mut(),
+        Accum::Replace,
+        c.as_ref(),
+        v.as_ref(),
+        1.0,
+        Par::Seq,
+    );
+    let (components, singular_values) = rayleigh_ritz(v.as_ref(), z.as_ref(), k, (n - 1) as f64)?;
+    Ok(PcaFit::from_singular_values(
+        mean,
+        components,
+        singular_values,
+        n,
+        total_variance,
+    ))
+}
+
+/// Rayleigh–Ritz on span(V) given `Z = M V` for `M = AᵀA / scale`: with `VᵀZ = W Λ Wᵀ`, the
+/// singular values of `A` on span(V) are `(scale Λ)^½` and the right singular vectors are the
+/// columns of `V W`. Returns the `k` leading components (row-major `k x d`) and singular values.
+fn rayleigh_ritz(
+    v: MatRef<'_, f64>,
+    z: MatRef<'_, f64>,
+    k: usize,
+    scale: f64,
+) -> CoreResult<(Vec<f64>, Vec<f64>)> {
+    let (d, l) = (v.nrows(), v.ncols());
+    let mut g = Mat::zeros(l, l);
+    matmul(g.as_mut(), Accum::Replace, v.transpose(), z, 1.0, Par::Seq);
+    let g = Mat::from_fn(l, l, |i, j| 0.5 * (g[(i, j)] + g[(j, i)]));
+    let (w, lam) = eigh(g.as_ref())?;
+    let mut components = Vec::with_capacity(k * d);
+    let mut singular_values = Vec::with_capacity(k);
+    for c in (l - k..l).rev() {
+        singular_values.push((scale * lam[c]).max(0.0).sqrt());
+        components.extend((0..d).map(|j| (0..l).map(|t| v[(j, t)] * w[(t, c)]).sum::<f64>()));
+    }
+    Ok((components, singular_values))
 }
 
 /// scikit-learn's sign rule: the largest-magnitude entry of each component (first on ties) is
@@ -896,20 +970,46 @@ mod tests {
 
     #[test]
     fn randomized_is_exact_on_low_rank_data() {
-        let (n, d, rank) = (3000, 40, 4);
-        let x = low_rank(n, d, rank, 11);
+        // d = 40: the iteration runs on the formed covariance; d = 400 with one power step and
+        // few oversamples (400 > 4 (n_iter + 2) l = 48): it makes passes over the rows.
+        for (n, d, n_iter, oversamples) in [(3000, 40, 4, 10), (3000, 400, 0, 2)] {
+            let rank = 4;
+            assert_eq!(d <= 4 * (n_iter + 2) * (rank + oversamples), d == 40);
+            let x = low_rank(n, d, rank, 11);
+            let solver = Solver::Randomized {
+                oversamples,
+                n_iter,
+                seed: 5,
+            };
+            let fit = fit(&x, n, d, rank, solver).unwrap();
+            let (ev, v) = reference(&x, n, d);
+            for (a, b) in fit.explained_variance.iter().zip(&ev).take(rank) {
+                assert_close(*a, *b, 1e-9, "variance");
+            }
+            assert_close(fit.total_variance, ev.iter().sum(), 1e-9, "total variance");
+            check_components(&fit, &v, d, rank, 1e-9);
+        }
+    }
+
+    #[test]
+    fn randomized_on_float32_tall_data_uses_the_f32_covariance_accurately() {
+        let (n, d, rank) = (F32_MIN_ROWS + 1000, 24, 5);
+        let (x32, x64) = as_f32(&low_rank(n, d, rank, 4));
         let solver = Solver::Randomized {
             oversamples: 10,
             n_iter: 4,
-            seed: 5,
+            seed: 9,
         };
-        let fit = fit(&x, n, d, rank, solver).unwrap();
-        let (ev, v) = reference(&x, n, d);
+        let fit = fit(&x32, n, d, rank, solver).unwrap();
+        // The f32 route is the one taken (not the f64 fall-back).
+        assert!(covariance_f32_if_fit(&x32, n, d).is_some());
+        assert!(f32_fit_is_accurate(&fit.explained_variance, rank));
+        let (ev, v) = reference(&x64, n, d);
         for (a, b) in fit.explained_variance.iter().zip(&ev).take(rank) {
-            assert_close(*a, *b, 1e-9, "variance");
+            assert_close(*a, *b, 1e-6, "variance");
         }
-        assert_close(fit.total_variance, ev.iter().sum(), 1e-9, "total variance");
-        check_components(&fit, &v, d, rank, 1e-9);
+        assert_close(fit.total_variance, ev.iter().sum(), 1e-6, "total variance");
+        check_components(&fit, &v, d, rank, 1e-5);
     }
 
     /// `x` rounded to f32, and the same values in f64 (the reference reads these exactly).
