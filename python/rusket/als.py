@@ -689,7 +689,13 @@ class ALS:
 
 
 def _initial_factors(rng: np.random.Generator, n_rows: int, f: int) -> np.ndarray:
+    # Small and non-negative (|N(0, 1)| * 0.01), like the starts of `implicit` (uniform) and
+    # Spark MLlib (|gaussian|): all vectors begin in one orthant, and the first sweeps turn that
+    # shared direction into a popularity component. MovieLens-100k, issue defaults, 3 splits x
+    # 3 seeds: nDCG@10 0.205 +- 0.003 vs 0.202 +- 0.004 from a zero-mean start; the CG still
+    # ends within 0.2% of the exact solver's loss on the test fixtures (uniform: 1%).
     out = rng.standard_normal((n_rows, f), dtype=np.float32)
+    np.abs(out, out=out)
     out *= np.float32(0.01)
     return out
 
