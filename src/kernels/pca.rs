@@ -416,13 +416,8 @@ fn shifted_sums_f32(x: &[f32], n: usize, d: usize, shift: &[f32]) -> (Vec<f64>, 
             (sum, g)
         })
         .collect();
-    let mut sum = vec![0.0f64; d];
-    let mut g = vec![0.0f64; d * d];
-    for (s, p) in parts {
-        sum.iter_mut().zip(&s).for_each(|(a, b)| *a += b);
-        g.iter_mut().zip(&p).for_each(|(a, b)| *a += b);
-    }
-    (sum, g)
+    let (sums, grams): (Vec<_>, Vec<_>) = parts.into_iter().unzip();
+    (sum_in_order(sums, d), sum_in_order(grams, d * d))
 }
 
 /// Column means and covariance (full, symmetric) of f32 data in one pass in the common case.
@@ -491,19 +486,30 @@ fn f32_fit_is_accurate(explained_variance: &[f64], needed: usize) -> bool {
 }
 
 fn covariance_eigh<T: Element>(x: &[T], n: usize, d: usize, needed: usize) -> CoreResult<PcaFit> {
-    // On non-finite sums (NaN, infinity, or values whose f32 squares overflow) the f64 kernel
-    // takes over: it reports the first two and computes the third. The f32 products err by up
-    // to about 0.35 ε₃₂ λ₁ in every eigenvalue (measured): the fit is kept if the smallest
-    // needed one is large enough for that to be small.
+    fit_on_covariance(x, n, d, needed, |c, mean| eigen_fit(c, mean, n, d))
+}
+
+/// Runs `solve` on the covariance `AᵀA / (n − 1)` and the column means of `x`. float32 input
+/// with enough rows goes through the f32 kernel first; on non-finite sums (NaN, infinity, or
+/// values whose f32 squares overflow) the f64 kernel takes over (it reports the first two and
+/// computes the third), and also when the fit's smallest needed variance (of the first
+/// `needed`, 0 = all) is too small for the f32 products' error, about 0.35 ε₃₂ λ₁ (measured).
+fn fit_on_covariance<T: Element>(
+    x: &[T],
+    n: usize,
+    d: usize,
+    needed: usize,
+    solve: impl Fn(Mat<f64>, Vec<f64>) -> CoreResult<PcaFit>,
+) -> CoreResult<PcaFit> {
     if let Some((mean, c)) = covariance_f32_if_fit(x, n, d) {
-        let fit = eigen_fit(c, mean, n, d)?;
+        let fit = solve(c, mean)?;
         if f32_fit_is_accurate(&fit.explained_variance, needed) {
             return Ok(fit);
         }
     }
     let mean = column_means(x, n, d)?;
     let c = centred_gram(x, n, d, &mean, 1.0 / (n - 1) as f64);
-    eigen_fit(c, mean, n, d)
+    solve(c, mean)
 }
 
 /// PCA from the covariance matrix `c`: eigenvalues decreasing, eigenvectors as components.
@@ -696,15 +702,9 @@ fn randomized<T: Element>(
     // less than the `n_iter + 2` passes of `4 n d l` flops each; the iteration is then the same
     // on the d x d matrix, with the same random start.
     if d <= n && d <= GRAM_MAX_D && d <= 4 * (n_iter + 2) * l {
-        if let Some((mean, c)) = covariance_f32_if_fit(x, n, d) {
-            let fit = randomized_on_gram(c, mean, n, d, k, l, n_iter, seed)?;
-            if f32_fit_is_accurate(&fit.explained_variance, k) {
-                return Ok(fit);
-            }
-        }
-        let mean = column_means(x, n, d)?;
-        let c = centred_gram(x, n, d, &mean, 1.0 / (n - 1) as f64);
-        return randomized_on_gram(c, mean, n, d, k, l, n_iter, seed);
+        return fit_on_covariance(x, n, d, k, |c, mean| {
+            randomized_on_gram(c, mean, n, d, k, l, n_iter, seed)
+        });
     }
     let mean = column_means(x, n, d)?;
     let mut rng = Rng::new(seed);
