@@ -212,7 +212,7 @@ def test_log_confidence_is_used_when_asked(purchases):
     )
     assert not np.allclose(lin.user_factors, log.user_factors)
     # Confidences are stored: log(1 + r) is far smaller than r for sales amounts.
-    assert log._user_items.data.max() < lin._user_items.data.max()
+    assert log._fitted("_user_items").data.max() < lin._fitted("_user_items").data.max()
 
 
 # --- the cookbook's API ------------------------------------------------------------------------
@@ -256,11 +256,11 @@ def test_rating_col_none_counts_rows_and_duplicates_are_summed():
     df = pd.DataFrame({"u": ["x", "x", "x", "y"], "i": ["p", "p", "q", "q"]})
     als = rusket.ALS(factors=2, iterations=1, alpha=1.0).from_transactions(df, "u", "i")
     # confidence = 1 + alpha * count
-    np.testing.assert_array_equal(als._user_items.toarray(), [[3.0, 2.0], [0.0, 2.0]])
+    np.testing.assert_array_equal(als._fitted("_user_items").toarray(), [[3.0, 2.0], [0.0, 2.0]])
     df["amount"] = [1.5, 2.5, 1.0, 0.0]
     als = rusket.ALS(factors=2, iterations=1, alpha=1.0).from_transactions(df, "u", "i", "amount")
     # (x, p) sums to 4; the zero-amount (y, q) row is no purchase, but y keeps its label
-    np.testing.assert_array_equal(als._user_items.toarray(), [[5.0, 2.0], [0.0, 0.0]])
+    np.testing.assert_array_equal(als._fitted("_user_items").toarray(), [[5.0, 2.0], [0.0, 0.0]])
     assert als.user_labels.tolist() == ["x", "y"]
     assert not als.user_factors[1].any()
 
@@ -320,7 +320,7 @@ def test_fit_on_scipy_matrix_with_and_without_labels():
     assert labelled.user_labels.tolist() == ["a", "b", "c"]
     # Row "c" (first row of X) kept its data under its label.
     c = labelled.user_labels.tolist().index("c")
-    assert labelled._user_items[c].nnz == 2
+    assert labelled._fitted("_user_items")[c].nnz == 2
     with pytest.raises(TypeError, match="scipy sparse"):
         rusket.ALS().fit(X.toarray())
     with pytest.raises(ValueError, match="negative"):

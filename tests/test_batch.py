@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pandas as pd
 import pyarrow as pa
@@ -18,7 +20,7 @@ def _fit(df, **kw):
 
 
 def _seen_sets(model):
-    m = model._user_items
+    m = model._fitted("_user_items")
     return [set(m.indices[m.indptr[u] : m.indptr[u + 1]].tolist()) for u in range(m.shape[0])]
 
 
@@ -44,10 +46,13 @@ def _tied_model(model):
     """The same model with small integer factors: many exactly tied scores."""
     rng = np.random.default_rng(0)
     clone = rusket.ALS(**model.get_params())
-    clone.__dict__.update({k: v for k, v in model.__dict__.items() if k.startswith("_")})
-    clone._user_factors = rng.integers(-2, 3, model.user_factors.shape).astype(np.float32)
-    clone._item_factors = rng.integers(-2, 3, model.item_factors.shape).astype(np.float32)
-    clone._item_factors[5] = clone._item_factors[6]  # duplicated items tie for every user
+    items = rng.integers(-2, 3, model.item_factors.shape).astype(np.float32)
+    items[5] = items[6]  # duplicated items tie for every user
+    clone._state = dataclasses.replace(
+        model._fitted_state(),
+        user_factors=rng.integers(-2, 3, model.user_factors.shape).astype(np.float32),
+        item_factors=items,
+    )
     return clone
 
 

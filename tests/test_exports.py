@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pyarrow as pa
 import pytest
@@ -23,8 +25,9 @@ def model():
         t, "customer_id", "article_id", "sales_amount"
     )
     # One item whose vector is exactly zero: normalisation must keep it zero, not NaN.
-    als._item_factors = als.item_factors.copy()
-    als._item_factors[0] = 0.0
+    items = als.item_factors.copy()
+    items[0] = 0.0
+    als._state = dataclasses.replace(als._fitted_state(), item_factors=items)
     return als
 
 

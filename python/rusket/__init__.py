@@ -1,8 +1,8 @@
 """rusket: cross-sell recommendations from raw purchase transactions.
 
-Implicit-feedback ALS trained straight from pandas / polars / Arrow / Spark frames, batch top-n
-scoring for every customer, factor exports for vector stores and a Rust-backed PCA, with the hot
-loops in Rust.
+Implicit-feedback ALS trained straight from pandas / polars / Arrow / Spark frames, a best-seller
+baseline (``Popularity``) on the same surface, batch top-n scoring for every customer, factor
+exports for vector stores and a Rust-backed PCA, with the hot loops in Rust.
 
 Examples
 --------
@@ -15,11 +15,12 @@ from typing import TYPE_CHECKING, Any
 from rusket._core import __version__
 from rusket._validation import NotFittedError
 from rusket.als import ALS
+from rusket.popularity import Popularity
 
 if TYPE_CHECKING:  # pragma: no cover
     from rusket.pca import PCA, Projection
 
-__all__ = ["ALS", "PCA", "NotFittedError", "Projection", "__version__"]
+__all__ = ["ALS", "PCA", "NotFittedError", "Popularity", "Projection", "__version__"]
 
 
 def __getattr__(name: str) -> Any:

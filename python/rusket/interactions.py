@@ -178,7 +178,7 @@ class Interactions:
             raise ValueError(f"transaction_col, item_col and rating_col must differ; got {cols}")
         table = to_arrow(data, cols)
         if table.num_rows == 0:
-            raise ValueError("the data has no rows: ALS needs at least one interaction")
+            raise ValueError("the data has no rows: a model needs at least one interaction")
         users = _check_ids(table[user_col], user_col)
         items = _check_ids(table[item_col], item_col)
         if rating_col is None:

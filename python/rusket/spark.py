@@ -3,7 +3,8 @@
 :func:`batch_recommend` ships the item factors to the executors with the task closure, streams
 the users (their vectors and seen items) through ``mapInArrow`` and runs the same exact Rust
 top-k kernel on every Arrow batch. The result has the schema of
-``ALS.batch_recommend(format="spark")``: ``user_id, item_id, score, rank``.
+``model.batch_recommend(format="spark")``: ``user_id, item_id, score, rank``. Works for every
+rusket model (ALS, Popularity): all of them score by the dot products of their factors.
 
 Needs the ``spark`` extra, and rusket installed on the executors (as on a Databricks cluster
 with the wheel attached).
@@ -21,14 +22,14 @@ from rusket._formats import get_spark, spark_compatible
 from rusket._validation import check_int
 
 if TYPE_CHECKING:  # pragma: no cover
-    from rusket.als import ALS
+    from rusket._model import Recommender, _Fitted
 
 
-def _users_table(model: ALS, exclude_seen: bool) -> pa.Table:
-    seen = model._fitted("_user_items")
-    vectors = model.user_factors
+def _users_table(state: _Fitted, exclude_seen: bool) -> pa.Table:
+    seen = state.seen
+    vectors = state.user_factors
     cols: dict[str, Any] = {
-        "user_id": pa.array(model.user_labels, _label_type(model.user_labels)),
+        "user_id": pa.array(state.user_labels, _label_type(state.user_labels)),
         "vector": pa.FixedSizeListArray.from_arrays(
             pa.array(vectors.reshape(-1)), vectors.shape[1]
         ),
@@ -48,7 +49,7 @@ def _label_type(labels: np.ndarray) -> pa.DataType:
 
 
 def batch_recommend(
-    model: ALS,
+    model: Recommender,
     n: int = 10,
     exclude_seen: bool = True,
     num_partitions: int | None = None,
@@ -61,7 +62,7 @@ def batch_recommend(
 
     Parameters
     ----------
-    model : ALS
+    model : ALS or Popularity
         A fitted model.
     n : int, default 10
         Items per user.
@@ -84,15 +85,16 @@ def batch_recommend(
         raise TypeError(f"exclude_seen must be True or False, got {exclude_seen!r}")
     if num_partitions is not None:
         check_int("num_partitions", num_partitions, minimum=1)
-    table = _users_table(model, exclude_seen)
+    state = model._fitted_state()  # one consistent model, even if it is refitted meanwhile
+    table = _users_table(state, exclude_seen)
     spark = spark if spark is not None else get_spark()
     parts = num_partitions or spark.sparkContext.defaultParallelism
     users = spark.createDataFrame(spark_compatible(table)).repartition(parts)
-    items = np.ascontiguousarray(model.item_factors)
-    item_labels = model.item_labels
+    items = np.ascontiguousarray(state.item_factors)
+    item_labels = state.item_labels
     out_schema = pa.schema(
         [
-            ("user_id", _label_type(model.user_labels)),
+            ("user_id", _label_type(state.user_labels)),
             ("item_id", _label_type(item_labels)),
             ("score", pa.float32()),
             ("rank", pa.int32()),
