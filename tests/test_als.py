@@ -203,11 +203,12 @@ def test_refit_starts_from_scratch(purchases, small_purchases):
     np.testing.assert_array_equal(als.user_factors, u1)
 
 
-def test_log_confidence_is_used_when_asked(purchases):
-    lin = rusket.ALS(factors=8, iterations=2).from_transactions(
+def test_log_confidence_is_the_default_and_linear_is_used_when_asked(purchases):
+    assert rusket.ALS().confidence == "log"
+    lin = rusket.ALS(factors=8, iterations=2, confidence="linear").from_transactions(
         purchases, "customer_id", "article_id", "sales_amount"
     )
-    log = rusket.ALS(factors=8, iterations=2, confidence="log").from_transactions(
+    log = rusket.ALS(factors=8, iterations=2).from_transactions(
         purchases, "customer_id", "article_id", "sales_amount"
     )
     assert not np.allclose(lin.user_factors, log.user_factors)
@@ -254,11 +255,15 @@ def test_from_transactions_on_class_and_instance():
 
 def test_rating_col_none_counts_rows_and_duplicates_are_summed():
     df = pd.DataFrame({"u": ["x", "x", "x", "y"], "i": ["p", "p", "q", "q"]})
-    als = rusket.ALS(factors=2, iterations=1, alpha=1.0).from_transactions(df, "u", "i")
+    als = rusket.ALS(factors=2, iterations=1, alpha=1.0, confidence="linear").from_transactions(
+        df, "u", "i"
+    )
     # confidence = 1 + alpha * count
     np.testing.assert_array_equal(als._fitted("_user_items").toarray(), [[3.0, 2.0], [0.0, 2.0]])
     df["amount"] = [1.5, 2.5, 1.0, 0.0]
-    als = rusket.ALS(factors=2, iterations=1, alpha=1.0).from_transactions(df, "u", "i", "amount")
+    als = rusket.ALS(factors=2, iterations=1, alpha=1.0, confidence="linear").from_transactions(
+        df, "u", "i", "amount"
+    )
     # (x, p) sums to 4; the zero-amount (y, q) row is no purchase, but y keeps its label
     np.testing.assert_array_equal(als._fitted("_user_items").toarray(), [[5.0, 2.0], [0.0, 0.0]])
     assert als.user_labels.tolist() == ["x", "y"]
@@ -407,3 +412,127 @@ def test_als_pca_projects_items_and_users_with_labels(small_purchases):
     assert list(users.columns) == ["user_id", "pc1", "pc2"] and len(users) == len(als.user_labels)
     with pytest.raises(ValueError, match="which"):
         als.pca(which="both")
+
+
+# --- the solvers at every confidence scale ------------------------------------------------------
+
+
+@pytest.mark.parametrize(("f", "density"), [(24, 0.1), (24, 0.6), (6, 0.5)])
+def test_exact_solver_matches_the_reference_at_huge_confidences(f, density):
+    # Rows shorter than f take the n x n (Woodbury) form, longer rows the f x f one; confidences
+    # up to 1e5 (linear confidence on raw amounts) must not cost accuracy.
+    conf = _random_conf(40, 60, density, seed=f)
+    conf.data = (1.0 + 40.0 * np.random.default_rng(f).exponential(200.0, conf.nnz)).astype(
+        np.float32
+    )
+    rng = np.random.default_rng(5)
+    fixed = rng.standard_normal((60, f)).astype(np.float32)
+    want = reference.als_half_step(conf, fixed, 0.01)
+    for solver in ("cholesky", "reference"):
+        x = np.zeros((40, f), np.float32)
+        _core.als_solve_side(
+            *_csr(conf), fixed, x, regularization=0.01, solver=solver, cg_steps=1, num_threads=2
+        )
+        np.testing.assert_allclose(x, want, rtol=2e-3, atol=2e-4 * np.abs(want).max())
+
+
+def test_cg_with_a_tolerance_converges_where_three_steps_do_not():
+    conf = _random_conf(40, 60, 0.4, seed=11)
+    conf.data = (1.0 + 40.0 * np.random.default_rng(1).exponential(50.0, conf.nnz)).astype(
+        np.float32
+    )
+    fixed = np.random.default_rng(6).standard_normal((60, 12)).astype(np.float32)
+    want = reference.als_half_step(conf, fixed, 0.1)
+    start = np.random.default_rng(7).standard_normal((40, 12)).astype(np.float32)
+    kw = {"regularization": 0.1, "solver": "cg", "num_threads": 2}
+    three, tol = start.copy(), start.copy()
+    _core.als_solve_side(*_csr(conf), fixed, three, cg_steps=3, tol=0.0, **kw)
+    _core.als_solve_side(*_csr(conf), fixed, tol, cg_steps=64, tol=1e-6, **kw)
+    err = lambda x: np.abs(x - want).max() / np.abs(want).max()  # noqa: E731
+    assert err(tol) < 1e-3 < err(three)
+    with pytest.raises(ValueError, match="tolerance"):
+        _core.als_solve_side(*_csr(conf), fixed, tol, cg_steps=3, tol=-1.0, **kw)
+    with pytest.raises(ValueError, match="confidences"):
+        bad = conf.copy()
+        bad.data[:] = 0.5
+        _core.als_solve_side(
+            *_csr(bad),
+            fixed,
+            tol,
+            cg_steps=3,
+            tol=0.0,
+            solver="cholesky",
+            regularization=0.1,
+            num_threads=1,
+        )
+
+
+@pytest.mark.parametrize("values", ["counts", "ratings", "amounts"])
+@pytest.mark.parametrize("confidence", ["linear", "log"])
+def test_default_solver_ends_within_one_percent_of_cholesky(values, confidence):
+    # Shop-like data: heavy-tailed amounts, repeat purchases, popularity skew; linear confidence
+    # on raw amounts at alpha=40 reaches confidences of 1e4-1e5, where 3 fixed CG steps are
+    # far from the row's solution.
+    from rusket.datasets import make_purchases
+
+    df = make_purchases(n_customers=600, n_articles=200, n_lines=6000, seed=3)
+    if values == "counts":
+        df["value"] = 1.0
+    elif values == "ratings":
+        df["value"] = np.clip(np.round(np.log1p(df["sales_amount"])), 1, 5)
+    else:
+        df["value"] = df["sales_amount"]
+    kw = {
+        "factors": 16,
+        "iterations": 15,
+        "alpha": 40.0,
+        "confidence": confidence,
+        "regularization": 0.01,
+    }
+    cols = ("customer_id", "article_id", "value")
+    default = rusket.ALS(**kw).from_transactions(df, *cols)
+    exact = rusket.ALS(solver="cholesky", **kw).from_transactions(df, *cols)
+    assert default.training_loss() <= 1.01 * exact.training_loss()
+    if values == "amounts" and confidence == "linear":
+        fixed3 = rusket.ALS(cg_steps=3, cg_tol=0.0, **kw).from_transactions(df, *cols)
+        assert fixed3.training_loss() > 1.02 * exact.training_loss()
+
+
+def test_auto_regularization_scales_with_the_confidences(purchases):
+    small = rusket.ALS(factors=4, iterations=2, alpha=1.0).from_transactions(
+        purchases, "customer_id", "article_id", "sales_amount"
+    )
+    large = rusket.ALS(factors=4, iterations=2, alpha=40.0).from_transactions(
+        purchases, "customer_id", "article_id", "sales_amount"
+    )
+    conf = large._fitted("_user_items").data
+    assert large.regularization_ == pytest.approx(3.0 * conf.mean(dtype=np.float64), rel=1e-6)
+    assert large.regularization_ > 10 * small.regularization_
+    fixed = rusket.ALS(factors=4, iterations=2, regularization=0.5).from_transactions(
+        purchases, "customer_id", "article_id", "sales_amount"
+    )
+    assert fixed.regularization_ == 0.5
+    for bad in ("big", -1.0, float("nan")):
+        with pytest.raises((TypeError, ValueError), match="regularization"):
+            rusket.ALS(regularization=bad).fit(sp.csr_matrix(np.eye(3)))
+    for bad_tol in (-1e-3, float("inf")):
+        with pytest.raises(ValueError, match="cg_tol"):
+            rusket.ALS(cg_tol=bad_tol).fit(sp.csr_matrix(np.eye(3)))
+
+
+def test_the_seed_call_beats_popularity_on_a_realistic_log():
+    # Issue 8's target: the cookbook's own call ranks above "best sellers" on purchase data
+    # split in time (synthetic log with segments, popularity skew, rebuys, heavy-tailed amounts).
+    from rusket.datasets import make_purchases
+    from rusket.evaluation import time_split
+
+    df = make_purchases(seed=4)
+    train, test = time_split(df, "order_date", test_size=0.2)
+    cols = ("customer_id", "article_id")
+    als = rusket.ALS(factors=64, iterations=15, alpha=40.0, seed=42).from_transactions(
+        train, *cols, rating_col="sales_amount"
+    )
+    pop = rusket.Popularity().from_transactions(train, *cols)
+    ours, base = als.evaluate(test, *cols, k=10), pop.evaluate(test, *cols, k=10)
+    assert ours["users"] == base["users"] > 100
+    assert ours["ndcg@10"] >= 1.1 * base["ndcg@10"] > 0

@@ -69,8 +69,9 @@ def test_fit_assigns_the_state_once_at_the_end(kind):
     model.from_transactions(FIRST, *COLS)
     assert model.assigned[-1] == "_state"
     assert model.assigned.count("_state") == 1
-    # Nothing else a scoring method reads is assigned by training (ALS records its losses).
-    assert set(model.assigned) <= {"_state", "loss_history_"}
+    # Nothing else a scoring method reads is assigned by training (ALS records its losses and
+    # the penalty it used).
+    assert set(model.assigned) <= {"_state", "loss_history_", "regularization_"}
 
 
 @pytest.mark.parametrize("kind", ["ALS", "Popularity"])

@@ -20,10 +20,24 @@ from rusket.popularity import Popularity
 if TYPE_CHECKING:  # pragma: no cover
     from rusket.pca import PCA, Projection
 
-__all__ = ["ALS", "PCA", "NotFittedError", "Popularity", "Projection", "__version__"]
+__all__ = [
+    "ALS",
+    "PCA",
+    "NotFittedError",
+    "Popularity",
+    "Projection",
+    "__version__",
+    "datasets",
+    "evaluation",
+]
 
 
 def __getattr__(name: str) -> Any:
+    # The modules rusket.evaluation and rusket.datasets, on first use.
+    if name in ("evaluation", "datasets"):
+        import importlib
+
+        return importlib.import_module(f"rusket.{name}")
     # rusket.PCA subclasses scikit-learn's BaseEstimator when scikit-learn is installed: import
     # it (and so scikit-learn) only when PCA is first used, keeping `import rusket` light.
     if name in ("PCA", "Projection"):

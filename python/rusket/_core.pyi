@@ -18,6 +18,7 @@ def als_solve_side(
     solver: str,
     cg_steps: int,
     num_threads: int,
+    tol: float = 0.0,
 ) -> None: ...
 def als_loss(
     indptr: npt.NDArray[np.int64],

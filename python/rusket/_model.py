@@ -242,6 +242,9 @@ class Recommender:
             if name != "self" and p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)
         ]
 
+    #: Values of parameters added later, for model files written before they existed.
+    _legacy_param_values: ClassVar[dict[str, Any]] = {}
+
     def get_params(self, deep: bool = True) -> dict[str, Any]:
         """The constructor parameters as a dict (scikit-learn protocol)."""
         return {name: getattr(self, name) for name in self._param_names()}
@@ -554,6 +557,9 @@ class Recommender:
                 f"{where}: metadata 'params' must be a JSON object, got {type(params).__name__}"
             )
         names = cls._param_names()
+        # Parameters added after a file was written take the value that reproduces the old
+        # behaviour (never the new default).
+        params = {**cls._legacy_param_values, **params}
         missing = [name for name in names if name not in params]
         if missing:
             raise ValueError(f"{where}: metadata 'params' lacks parameter(s) {missing}")

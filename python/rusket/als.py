@@ -7,7 +7,7 @@ public method speaks the user's own labels; internal row indices never leak.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
 import scipy.sparse as sp
@@ -22,6 +22,9 @@ from rusket._validation import (
 )
 from rusket.interactions import Interactions
 
+if TYPE_CHECKING:  # pragma: no cover
+    from rusket._tuning import TuneResult
+
 _SOLVERS = ("cg", "cholesky")
 _CONFIDENCES = ("linear", "log")
 
@@ -30,27 +33,39 @@ class ALS(FactorModel):
     """Implicit-feedback matrix factorisation trained by alternating least squares.
 
     Every observed (user, item) pair with summed rating ``r > 0`` gets preference 1 and
-    confidence ``c = 1 + alpha * r`` (``confidence="linear"``, Hu et al. 2008) or
-    ``c = 1 + alpha * log(1 + r / epsilon)`` (``confidence="log"``, better for heavy-tailed sales
-    amounts); unobserved pairs have preference 0 and confidence 1. The loss
-    ``sum c (p - x_u . y_i)^2 + regularization * (|X|^2 + |Y|^2)`` is minimised by solving for all
+    confidence ``c = 1 + alpha * log(1 + r / epsilon)`` (``confidence="log"``, the default: sales
+    amounts and counts are heavy-tailed) or ``c = 1 + alpha * r`` (``confidence="linear"``, Hu et
+    al. 2008); unobserved pairs have preference 0 and confidence 1. The loss
+    ``sum c (p - x_u . y_i)^2 + lambda * (|X|^2 + |Y|^2)`` is minimised by solving for all
     users, then all items, ``iterations`` times.
 
     Parameters
     ----------
     factors : int, default 64
         Rank of the factorisation (length of each latent vector).
-    regularization : float, default 0.01
-        L2 penalty ``lambda`` on the factors.
+    regularization : float or "auto", default "auto"
+        The L2 penalty ``lambda``. ``"auto"`` scales it with the data: ``lambda = 3 * mean(c)``
+        over the observed pairs, so it follows ``alpha``, ``confidence`` and the size of the
+        ratings (the loss grows with the confidences; a fixed small penalty lets them overfit).
+        The value used is ``regularization_`` after fitting.
     alpha : float, default 40.0
         Confidence scale of the observed ratings.
     iterations : int, default 15
         Number of alternating sweeps (users then items).
     solver : {"cg", "cholesky"}, default "cg"
-        ``"cg"``: ``cg_steps`` conjugate-gradient steps per row, warm-started from the previous
-        factors (Takács et al. 2011); ``"cholesky"``: exact solve of each row's system.
-    cg_steps : int, default 3
-        Conjugate-gradient steps per row and half-sweep (``solver="cg"`` only).
+        ``"cg"``: conjugate gradient on each row's system (preconditioned with the shared part of
+        all rows' systems, warm-started from the previous sweep, Takács et al. 2011), run until
+        the residual is below ``cg_tol`` times the right-hand side or for ``cg_steps`` steps;
+        ``"cholesky"``: the exact solve of each row's system (an ``n_u x n_u`` system for rows
+        with fewer items than factors, the ``factors x factors`` one otherwise).
+    cg_steps : int, default 16
+        The most conjugate-gradient steps per row and half-sweep (``solver="cg"`` only).
+    cg_tol : float, default 3e-4
+        Stop a row's CG once its residual is at most ``cg_tol`` times its right-hand side; the
+        loss then ends within ~0.2% of the exact solver's on counts, ratings and raw amounts.
+        ``cg_tol=0`` runs exactly ``cg_steps`` steps (the classic fixed-step CG of the
+        ``implicit`` library with ``cg_steps=3``: fast, but far from converged when confidences
+        are large).
     seed : int or None, default 42
         Seed of the random initial factors. The same seed gives the same factors whatever
         ``num_threads`` is.
@@ -58,8 +73,9 @@ class ALS(FactorModel):
         Threads of the Rust kernels; 0 uses every core.
     progress : bool, default False
         Show a tqdm bar per iteration with the training loss (needs ``rusket[progress]``).
-    confidence : {"linear", "log"}, default "linear"
-        How ratings become confidences (see above).
+    confidence : {"log", "linear"}, default "log"
+        How ratings become confidences (see above). Pick ``"linear"`` for small bounded ratings
+        or counts where one more purchase should weigh linearly more, with a small ``alpha``.
     epsilon : float, default 1.0
         Scale of the ``"log"`` confidence.
 
@@ -86,15 +102,16 @@ class ALS(FactorModel):
     def __init__(
         self,
         factors: int = 64,
-        regularization: float = 0.01,
+        regularization: float | str = "auto",
         alpha: float = 40.0,
         iterations: int = 15,
         solver: str = "cg",
-        cg_steps: int = 3,
+        cg_steps: int = 16,
+        cg_tol: float = 3e-4,
         seed: int | None = 42,
         num_threads: int = 0,
         progress: bool = False,
-        confidence: str = "linear",
+        confidence: str = "log",
         epsilon: float = 1.0,
     ) -> None:
         self.factors = factors
@@ -103,6 +120,7 @@ class ALS(FactorModel):
         self.iterations = iterations
         self.solver = solver
         self.cg_steps = cg_steps
+        self.cg_tol = cg_tol
         self.seed = seed
         self.num_threads = num_threads
         self.progress = progress
@@ -112,15 +130,22 @@ class ALS(FactorModel):
     # --- parameters (get_params / set_params / repr: Recommender) -----------------------------
 
     _model_name = "ALS"
+    # Files written before cg_tol existed ran a fixed number of CG steps.
+    _legacy_param_values: ClassVar[dict[str, Any]] = {"cg_tol": 0.0}
 
     def _checked_params(self) -> dict[str, Any]:
         p: dict[str, Any] = {
             "factors": check_int("factors", self.factors, minimum=1),
-            "regularization": check_float("regularization", self.regularization),
+            "regularization": (
+                "auto"
+                if isinstance(self.regularization, str) and self.regularization == "auto"
+                else check_float("regularization", self.regularization)
+            ),
             "alpha": check_float("alpha", self.alpha),
             "iterations": check_int("iterations", self.iterations, minimum=1),
             "solver": check_choice("solver", self.solver, _SOLVERS),
             "cg_steps": check_int("cg_steps", self.cg_steps, minimum=1),
+            "cg_tol": check_float("cg_tol", self.cg_tol),
             "num_threads": check_int("num_threads", self.num_threads, minimum=0),
             "confidence": check_choice("confidence", self.confidence, _CONFIDENCES),
             "epsilon": check_float("epsilon", self.epsilon),
@@ -214,15 +239,17 @@ class ALS(FactorModel):
         conf_i.sort_indices()
         cu = _csr_arrays(conf_u)
         ci = _csr_arrays(conf_i)
+        lam = _penalty(p["regularization"], cu[2])
         n_users, n_items = ratings.shape
         rng = np.random.default_rng(self.seed)
         # Small random start; the first half-sweep solves the users against these items.
         users = _initial_factors(rng, n_users, f)
         items = _initial_factors(rng, n_items, f)
         kw = {
-            "regularization": p["regularization"],
+            "regularization": lam,
             "solver": p["solver"],
             "cg_steps": p["cg_steps"],
+            "tol": p["cg_tol"],
             "num_threads": p["num_threads"],
         }
         bar = None
@@ -239,7 +266,7 @@ class ALS(FactorModel):
                         *cu,
                         users,
                         items,
-                        regularization=p["regularization"],
+                        regularization=lam,
                         num_threads=p["num_threads"],
                     )
                     self.loss_history_.append(loss)
@@ -250,8 +277,58 @@ class ALS(FactorModel):
                 bar.close()
         # The whole fitted state in one assignment: a thread scoring meanwhile sees the old
         # model or the new one, never a mix. Seen items of each user: their confidences.
+        self.regularization_ = lam
         self._state = _Fitted.build(users, items, inter.user_labels, inter.item_labels, conf_u)
         return self
+
+    # --- hyperparameter search ----------------------------------------------------------------
+
+    @classmethod
+    def tune(
+        cls,
+        data: Any,
+        transaction_col: str,
+        item_col: str,
+        rating_col: str | None = None,
+        time_col: str | None = None,
+        metric: str = "ndcg@10",
+        n_trials: int = 24,
+        seed: int = 0,
+        progress: bool = False,
+        **fixed_params: Any,
+    ) -> TuneResult:
+        """Search factors, regularization, alpha, confidence and iterations on a hold-out of
+        ``data`` by successive halving, then refit the best setting on all of ``data``.
+
+        The hold-out is the last 20% of the period when ``time_col`` is given, else 20% of each
+        customer's articles. ``fixed_params`` are ALS parameters held fixed (e.g.
+        ``num_threads=1``). Returns a ``TuneResult`` with ``best_params``, ``best_model`` and
+        ``results`` (a pandas frame, a row per trial, best first); see
+        :func:`rusket._tuning.tune` for the search space.
+
+        Examples
+        --------
+        >>> from rusket.datasets import make_purchases
+        >>> df = make_purchases(n_customers=300, n_lines=3000)
+        >>> result = rusket.ALS.tune(df, "customer_id", "article_id", "sales_amount",
+        ...                          time_col="order_date", n_trials=6)  # doctest: +SKIP
+        >>> result.best_model.recommend_items(df.customer_id[0], n=5)  # doctest: +SKIP
+        """
+        from rusket import _tuning
+
+        return _tuning.tune(
+            cls,
+            data,
+            transaction_col,
+            item_col,
+            rating_col=rating_col,
+            time_col=time_col,
+            metric=metric,
+            n_trials=n_trials,
+            seed=seed,
+            progress=progress,
+            **fixed_params,
+        )
 
     # --- training diagnostics -----------------------------------------------------------------
 
@@ -260,13 +337,29 @@ class ALS(FactorModel):
         the L2 penalty), e.g. to compare solvers."""
         state = self._fitted_state()
         p = self._checked_params()
+        seen = _csr_arrays(state.seen)
         return _core.als_loss(
-            *_csr_arrays(state.seen),
+            *seen,
             state.user_factors,
             state.item_factors,
-            regularization=p["regularization"],
+            regularization=_penalty(p["regularization"], seen[2]),
             num_threads=p["num_threads"],
         )
+
+
+#: ``regularization="auto"``: the penalty as a multiple of the mean observed confidence. Chosen
+#: by measurement (nDCG@10 against popularity on MovieLens-100k ratings and counts and on
+#: synthetic purchase logs, alpha 1 and 40; benchmarks/README.md): the best fixed penalties sat
+#: at 2-6x the mean confidence on every set.
+AUTO_PENALTY = 3.0
+
+
+def _penalty(regularization: float | str, confidences: np.ndarray) -> float:
+    """The L2 penalty ``lambda`` for the given setting and observed confidences."""
+    if regularization == "auto":
+        mean = float(np.mean(confidences, dtype=np.float64)) if len(confidences) else 1.0
+        return AUTO_PENALTY * mean
+    return float(regularization)
 
 
 def _initial_factors(rng: np.random.Generator, n_rows: int, f: int) -> np.ndarray:

@@ -12,7 +12,7 @@ use crate::kernels::pool::with_threads;
 /// `indptr/indices/data` is the CSR matrix whose rows are `target`'s rows and whose values are
 /// the confidences `c = 1 + alpha * r` of the observed pairs.
 #[pyfunction(name = "als_solve_side")]
-#[pyo3(signature = (indptr, indices, data, fixed, target, *, regularization, solver, cg_steps, num_threads))]
+#[pyo3(signature = (indptr, indices, data, fixed, target, *, regularization, solver, cg_steps, num_threads, tol=0.0))]
 #[allow(clippy::too_many_arguments)]
 fn als_solve_side_py(
     py: Python<'_>,
@@ -25,8 +25,9 @@ fn als_solve_side_py(
     solver: &str,
     cg_steps: usize,
     num_threads: usize,
+    tol: f32,
 ) -> PyResult<()> {
-    let solver = Solver::parse(solver, cg_steps)?;
+    let solver = Solver::parse(solver, cg_steps, tol)?;
     let (fixed_s, n_cols, f) = slice2(&fixed, "fixed")?;
     let m = csr(&indptr, &indices, &data, n_cols)?;
     if target.shape()[1] != f {

@@ -21,21 +21,35 @@ use rayon::prelude::*;
 
 use crate::error::{shape_err, CoreError, CoreResult};
 use crate::kernels::csr::CsrView;
+use crate::kernels::dense64;
 use crate::kernels::vecops::Simd;
 use crate::multiversion;
 
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub enum Solver {
-    Cg { steps: usize },
+    /// Preconditioned CG warm-started from the current factors, run on each row until its
+    /// residual is at most `tol` times its right-hand side, for at most `steps` steps (`tol = 0`:
+    /// always `steps` steps, the classic fixed-step CG).
+    Cg { steps: usize, tol: f32 },
+    /// The exact solve in whitened coordinates: an `n_u x n_u` system for rows with fewer items
+    /// than factors (Woodbury), the `f x f` system otherwise (see `exact_row`).
     Cholesky,
+    /// The textbook exact solve in the original coordinates, in f64: slow, kept as a reference.
+    Reference,
 }
 
 impl Solver {
-    pub fn parse(name: &str, cg_steps: usize) -> CoreResult<Self> {
+    pub fn parse(name: &str, cg_steps: usize, tol: f32) -> CoreResult<Self> {
         match name {
-            "cg" if cg_steps >= 1 => Ok(Solver::Cg { steps: cg_steps }),
-            "cg" => Err(CoreError::Value("cg_steps must be >= 1".into())),
+            "cg" if cg_steps >= 1 && tol.is_finite() && tol >= 0.0 => Ok(Solver::Cg {
+                steps: cg_steps,
+                tol,
+            }),
+            "cg" => Err(CoreError::Value(
+                "solver \"cg\" needs cg_steps >= 1 and a finite tolerance >= 0".into(),
+            )),
             "cholesky" => Ok(Solver::Cholesky),
+            "reference" => Ok(Solver::Reference),
             other => Err(CoreError::Value(format!(
                 "unknown solver {other:?}: expected \"cg\" or \"cholesky\""
             ))),
@@ -156,7 +170,7 @@ pub fn solve_side(
     let g64 = gramian(fixed, f);
     let failures = std::sync::atomic::AtomicUsize::new(0);
     match solver {
-        Solver::Cg { steps } => {
+        Solver::Cg { steps, tol } => {
             let pre = Preconditioner::new(&g64, regularization as f64, f)?;
             // Rows in the whitened space: ỹᵀ = yᵀ L⁻ᵀ and x̃ᵀ = xᵀ L (three products in all;
             // `target` is transformed in place).
@@ -175,7 +189,7 @@ pub fn solve_side(
                         &csr.data[start..end],
                         ahead,
                         x,
-                        steps,
+                        Stop { steps, tol },
                         scratch,
                     );
                 },
@@ -184,6 +198,22 @@ pub fn solve_side(
             times_square(None, &pre.inv_lower_t_t, f, target);
         }
         Solver::Cholesky => {
+            check_confidences(csr.data)?;
+            let pre = Preconditioner::new(&g64, regularization as f64, f)?;
+            let mut whitened = vec![0.0f32; fixed.len()];
+            times_square(Some(fixed), &pre.inv_lower_t, f, &mut whitened);
+            target.par_chunks_mut(f).enumerate().for_each_init(
+                || ExactScratch::new(f),
+                |scratch, (u, x)| {
+                    let (idx, conf) = csr.row(u);
+                    if !exact_row(&whitened, idx, conf, x, scratch) {
+                        failures.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    }
+                },
+            );
+            times_square(None, &pre.inv_lower_t_t, f, target);
+        }
+        Solver::Reference => {
             target.par_chunks_mut(f).enumerate().for_each_init(
                 || vec![0.0f64; f * f + f],
                 |scratch, (u, x)| {
@@ -197,11 +227,27 @@ pub fn solve_side(
     }
     let failed = failures.into_inner();
     if failed > 0 {
-        return Err(CoreError::Value(format!(
-            "the Cholesky system of {failed} row(s) is singular; use regularization > 0"
-        )));
+        return Err(CoreError::Value(match solver {
+            Solver::Cholesky | Solver::Cg { .. } => format!(
+                "the system of {failed} row(s) overflowed (non-finite values): the confidences \
+                 or factors are too large; scale the ratings down or use confidence=\"log\""
+            ),
+            _ => format!(
+                "the Cholesky system of {failed} row(s) is singular; use regularization > 0"
+            ),
+        }));
     }
     Ok(())
+}
+
+/// The exact solves take the square roots of `c − 1`: confidences must be finite and >= 1.
+fn check_confidences(data: &[f32]) -> CoreResult<()> {
+    match data.iter().find(|c| !(c.is_finite() && **c >= 1.0)) {
+        Some(bad) => Err(CoreError::Value(format!(
+            "confidences must be finite and >= 1 (c = 1 + alpha * r), got {bad}"
+        ))),
+        None => Ok(()),
+    }
 }
 
 /// The shared part of every row's system, `M = YᵀY + λI = L Lᵀ`, used as a change of
@@ -285,8 +331,15 @@ impl Preconditioner {
 /// item (or user) vectors are what bounds a half-step, not the arithmetic.
 const PREFETCH_AHEAD: usize = 8;
 
+/// When a row's CG stops: after `steps` steps, or once `|r| <= tol |b̃|` (`tol > 0`).
+#[derive(Clone, Copy)]
+struct Stop {
+    steps: usize,
+    tol: f32,
+}
+
 multiversion!(fn cg_row(
-    yw: &[f32], idx: &[i32], conf: &[f32], ahead: &[i32], xt: &mut [f32], steps: usize,
+    yw: &[f32], idx: &[i32], conf: &[f32], ahead: &[i32], xt: &mut [f32], stop: Stop,
     scratch: &mut CgScratch,
 ) => cg_row_body);
 
@@ -327,9 +380,10 @@ fn cg_row_body<S: Simd>(
     conf: &[f32],
     ahead: &[i32],
     xt: &mut [f32],
-    steps: usize,
+    stop: Stop,
     scratch: &mut CgScratch,
 ) {
+    let Stop { steps, tol } = stop;
     let f = xt.len();
     let n = idx.len();
     if n == 0 {
@@ -382,8 +436,15 @@ fn cg_row_body<S: Simd>(
     S::gemv_t(rows, stride, coef, r);
     p.copy_from_slice(r);
     let mut rs = S::dot(r, r);
+    // With a tolerance: stop once |r| <= tol |b̃|, b̃ = Σ_i c_i ỹ_i (one more pass).
+    let mut floor = 1e-20f32;
+    if tol > 0.0 {
+        ap.iter_mut().for_each(|v| *v = 0.0);
+        S::gemv_t(rows, stride, conf, ap);
+        floor = floor.max(tol * tol * S::dot(ap, ap));
+    }
     for _ in 0..steps {
-        if rs <= 1e-20 {
+        if rs <= floor {
             break;
         }
         // Ãp = p + Σ_i (c_i − 1)(ỹ_i·p) ỹ_i
@@ -408,6 +469,130 @@ fn cg_row_body<S: Simd>(
         rs = rs_new;
     }
     xt.copy_from_slice(&x[..f]);
+}
+
+/// Per-thread work space of the exact whitened solves (f64).
+struct ExactScratch {
+    /// The row's scaled whitened vectors `u_i = sqrt(c_i − 1) ỹ_i`: `n` rows of `f` values when
+    /// `n ≥ f`, else transposed (`f` rows of `n` values); rows zero-padded to a multiple of 8.
+    u: Vec<f64>,
+    /// `b̃ = Σ c_i ỹ_i`, then the solution.
+    b: Vec<f64>,
+    /// The `n x n` or `f x f` system (padded row stride), factorised in place.
+    system: Vec<f64>,
+    /// `U b̃`, then the Woodbury correction's coefficients.
+    t: Vec<f64>,
+}
+
+impl ExactScratch {
+    fn new(f: usize) -> Self {
+        Self {
+            u: Vec::new(),
+            b: vec![0.0; f],
+            system: Vec::new(),
+            t: Vec::new(),
+        }
+    }
+}
+
+multiversion!(fn exact_row(
+    yw: &[f32], idx: &[i32], conf: &[f32], xt: &mut [f32], scratch: &mut ExactScratch,
+) -> bool => exact_row_body);
+
+/// The exact solution of one row's whitened system
+///
+///   (I + Uᵀ U) x̃ = b̃,   U = diag(sqrt(c − 1)) Ỹ_u,   b̃ = Ỹ_uᵀ c,
+///
+/// in f64. With `n` items and `f` factors it factorises whichever system is smaller:
+/// * `n < f`: by Woodbury, `(I + UᵀU)⁻¹ = I − Uᵀ (I + U Uᵀ)⁻¹ U`, so
+///   `x̃ = b̃ − Uᵀ z` with `(I + U Uᵀ) z = U b̃`: O(n² f + n³);
+/// * `n ≥ f`: the `f x f` system itself: O(f² n + f³).
+///
+/// The products are register-tiled rank-k updates. Both systems are identity plus a positive
+/// semi-definite term (`c ≥ 1`), so their eigenvalues are ≥ 1 whatever the confidences: no
+/// accuracy is lost to the scale of the ratings. Returns false only if the factorisation meets a
+/// non-finite value (confidences or factors beyond f64's range).
+#[inline(always)]
+fn exact_row_body<S: Simd>(
+    yw: &[f32],
+    idx: &[i32],
+    conf: &[f32],
+    xt: &mut [f32],
+    scratch: &mut ExactScratch,
+) -> bool {
+    let f = xt.len();
+    let n = idx.len();
+    if n == 0 {
+        xt.iter_mut().for_each(|v| *v = 0.0);
+        return true;
+    }
+    let ExactScratch { u, b, system, t } = scratch;
+    b.iter_mut().for_each(|v| *v = 0.0);
+    let weights = conf.iter().map(|&c| {
+        let c = c as f64;
+        (c, (c - 1.0).max(0.0).sqrt())
+    });
+    if n < f {
+        // Uᵀ: f rows of n values (stride s), K = I + U Uᵀ = I + Σ_d col_d col_dᵀ, t = U b̃.
+        let s = n.div_ceil(8) * 8;
+        u.clear();
+        u.resize(f * s, 0.0);
+        for (k, (&i, (c, w))) in idx.iter().zip(weights).enumerate() {
+            let y = &yw[i as usize * f..(i as usize + 1) * f];
+            for (d, &yd) in y.iter().enumerate() {
+                let yd = yd as f64;
+                u[d * s + k] = w * yd;
+                b[d] += c * yd;
+            }
+        }
+        system.clear();
+        system.resize(s * s, 0.0);
+        S::syrk_lower_f64(u, f, s, system);
+        for a in 0..n {
+            system[a * s + a] += 1.0;
+        }
+        t.clear();
+        t.resize(s, 0.0);
+        for (d, &bd) in b.iter().enumerate() {
+            for (tk, &ud) in t.iter_mut().zip(&u[d * s..(d + 1) * s]) {
+                *tk += bd * ud;
+            }
+        }
+        if !dense64::cholesky(system, n, s) {
+            return false;
+        }
+        dense64::cholesky_solve(system, n, s, &mut t[..n]);
+        for (d, bd) in b.iter_mut().enumerate() {
+            *bd -= dense64::dot(&u[d * s..d * s + n], &t[..n]);
+        }
+    } else {
+        // U: n rows of f values (stride s), A = I + UᵀU.
+        let s = f.div_ceil(8) * 8;
+        u.clear();
+        u.resize(n * s, 0.0);
+        for (k, (&i, (c, w))) in idx.iter().zip(weights).enumerate() {
+            let y = &yw[i as usize * f..(i as usize + 1) * f];
+            for ((ud, bd), &yd) in u[k * s..k * s + f].iter_mut().zip(b.iter_mut()).zip(y) {
+                let yd = yd as f64;
+                *ud = w * yd;
+                *bd += c * yd;
+            }
+        }
+        system.clear();
+        system.resize(s * s, 0.0);
+        S::syrk_lower_f64(u, n, s, system);
+        for d in 0..f {
+            system[d * s + d] += 1.0;
+        }
+        if !dense64::cholesky(system, f, s) {
+            return false;
+        }
+        dense64::cholesky_solve(system, f, s, b);
+    }
+    for (x, &v) in xt.iter_mut().zip(b.iter()) {
+        *x = v as f32;
+    }
+    true
 }
 
 /// Exact solve of one row in f64. Returns false when the system is not positive definite.
@@ -476,7 +661,7 @@ pub fn cholesky_in_place(a: &mut [f64], f: usize) -> bool {
 
 /// f64 dot product with four independent accumulators (the factorisations are latency-bound
 /// with one).
-#[inline]
+#[inline(always)]
 fn dot_f64(a: &[f64], b: &[f64]) -> f64 {
     let mut acc = [0.0f64; 4];
     let (ca, cb) = (a.chunks_exact(4), b.chunks_exact(4));
@@ -617,15 +802,32 @@ mod tests {
         let (n_users, n_items, f) = (4, 7, 5);
         let mut seed = 7u64;
         let y: Vec<f32> = (0..n_items * f).map(|_| lcg(&mut seed)).collect();
-        let indptr = [0i64, 3, 3, 4, 7];
-        let indices = [0i32, 2, 6, 1, 0, 3, 5];
-        let data = [3.0f32, 1.0, 10.0, 2.0, 41.0, 1.5, 1.0];
+        // Rows of 3 and 1 items (fewer than f: the Woodbury form of the exact solve), an empty
+        // row, and a row of 6 items (the f x f form).
+        let indptr = [0i64, 3, 3, 4, 10];
+        let indices = [0i32, 2, 6, 1, 0, 1, 3, 4, 5, 6];
+        let data = [3.0f32, 1.0, 10.0, 2.0, 41.0, 1.5, 1.0, 7.0, 1e4, 2.5];
         let csr = CsrView::new(&indptr, &indices, &data, n_items).unwrap();
         let mut chol = vec![0.1f32; n_users * f];
         solve_side(&csr, &y, &mut chol, f, 0.1, Solver::Cholesky).unwrap();
+        let mut reference = vec![0.1f32; n_users * f];
+        solve_side(&csr, &y, &mut reference, f, 0.1, Solver::Reference).unwrap();
+        let mut auto = vec![0.1f32; n_users * f];
+        solve_side(
+            &csr,
+            &y,
+            &mut auto,
+            f,
+            0.1,
+            Solver::Cg {
+                steps: 50,
+                tol: 1e-6,
+            },
+        )
+        .unwrap();
         let mut cg: Vec<f32> = (0..n_users * f).map(|_| lcg(&mut seed)).collect();
         for _ in 0..5 {
-            solve_side(&csr, &y, &mut cg, f, 0.1, Solver::Cg { steps: f }).unwrap();
+            solve_side(&csr, &y, &mut cg, f, 0.1, Solver::Cg { steps: f, tol: 0.0 }).unwrap();
         }
         for u in 0..n_users {
             let (idx, conf) = csr.row(u);
@@ -638,6 +840,14 @@ mod tests {
                 assert!(
                     (cg[u * f + k] as f64 - want[k]).abs() < 1e-3,
                     "cg u={u} k={k}"
+                );
+                assert!(
+                    (reference[u * f + k] as f64 - want[k]).abs() < 1e-4,
+                    "reference u={u} k={k}"
+                );
+                assert!(
+                    (auto[u * f + k] as f64 - want[k]).abs() < 1e-3,
+                    "auto u={u} k={k}"
                 );
             }
         }
@@ -666,7 +876,7 @@ mod tests {
         let run = |threads: usize| {
             let mut x = init.clone();
             crate::kernels::pool::with_threads(threads, || {
-                solve_side(&csr, &y, &mut x, f, 0.05, Solver::Cg { steps: 3 }).unwrap()
+                solve_side(&csr, &y, &mut x, f, 0.05, Solver::Cg { steps: 3, tol: 0.0 }).unwrap()
             })
             .unwrap();
             x
@@ -679,12 +889,17 @@ mod tests {
         let y = vec![1.0f32, 0.0, 1.0, 0.0]; // rank-1 item matrix, f = 2
         let csr = CsrView::new(&[0, 1], &[0], &[2.0], 2).unwrap();
         let mut x = vec![0.0f32; 2];
-        assert!(solve_side(&csr, &y, &mut x, 2, 0.0, Solver::Cholesky).is_err());
+        assert!(solve_side(&csr, &y, &mut x, 2, 0.0, Solver::Reference).is_err());
         let mut short = vec![0.0f32; 1];
         assert!(solve_side(&csr, &y, &mut short, 2, 0.1, Solver::Cholesky).is_err());
         assert!(solve_side(&csr, &y, &mut x, 2, f32::NAN, Solver::Cholesky).is_err());
-        assert!(Solver::parse("lu", 3).is_err());
-        assert!(Solver::parse("cg", 0).is_err());
+        assert!(Solver::parse("lu", 3, 1e-4).is_err());
+        assert!(Solver::parse("cg", 0, 1e-4).is_err());
+        assert!(Solver::parse("cg", 3, -1.0).is_err());
+        assert!(Solver::parse("cg", 3, f32::NAN).is_err());
+        // Confidences below 1 have no square root of c - 1: an error, not a NaN.
+        let low = CsrView::new(&[0, 1], &[0], &[0.5], 2).unwrap();
+        assert!(solve_side(&low, &y, &mut x, 2, 0.1, Solver::Cholesky).is_err());
     }
 
     #[test]

@@ -2,6 +2,7 @@
 
 pub mod als;
 pub mod csr;
+pub mod dense64;
 pub mod pca;
 pub mod pool;
 pub mod topk;

@@ -81,6 +81,8 @@ pub trait Simd {
     fn gemv_t(rows: &[f32], stride: usize, t: &[f32], y: &mut [f32]);
     /// Hints the CPU to start loading the cache lines of `v`.
     fn prefetch(v: &[f32]);
+    /// The f64 symmetric rank-k update of [`crate::kernels::dense64::syrk_lower`].
+    fn syrk_lower_f64(rows: &[f64], m: usize, stride: usize, out: &mut [f64]);
 }
 
 /// Plain Rust, vectorised by LLVM for whatever the target baseline is.
@@ -105,6 +107,10 @@ impl Simd for Portable {
     }
     #[inline(always)]
     fn prefetch(_v: &[f32]) {}
+    #[inline(always)]
+    fn syrk_lower_f64(rows: &[f64], m: usize, stride: usize, out: &mut [f64]) {
+        crate::kernels::dense64::syrk_lower(rows, m, stride, out)
+    }
 }
 
 /// AVX2 + FMA intrinsics. Only reachable through [`multiversion!`], which checks the CPU first.
@@ -323,6 +329,11 @@ impl Simd for Avx2 {
     #[inline(always)]
     fn prefetch(v: &[f32]) {
         avx2::prefetch(v)
+    }
+    #[inline(always)]
+    fn syrk_lower_f64(rows: &[f64], m: usize, stride: usize, out: &mut [f64]) {
+        // SAFETY: as above.
+        unsafe { crate::kernels::dense64::avx2::syrk_lower(rows, m, stride, out) }
     }
 }
 
