@@ -7,8 +7,6 @@ the same in every format, so exports and recommendations join on ``user_id`` / `
 from __future__ import annotations
 
 import os
-import sys
-import tempfile
 from typing import Any
 
 import numpy as np
@@ -53,37 +51,18 @@ def spark_compatible(table: pa.Table) -> pa.Table:
 
 
 def get_spark() -> Any:
-    """The active SparkSession, or a new quiet local one (``local[*]``) when none is running.
+    """The active (or default) SparkSession, or a new quiet local one using every core.
+
+    Exports and ``format="spark"`` outputs use this; see :func:`rusket.spark.local_session`
+    for the settings of the new session.
 
     Examples
     --------
     >>> spark = get_spark()  # doctest: +SKIP
     """
-    require("pyspark")
-    from pyspark.sql import SparkSession
+    from rusket.spark import local_session
 
-    active = SparkSession.getActiveSession()
-    if active is not None:
-        return active
-    os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
-    os.environ.setdefault("PYSPARK_DRIVER_PYTHON", sys.executable)
-    os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
-    tmp = tempfile.mkdtemp(prefix="rusket-spark-")
-    session = (
-        SparkSession.builder.master("local[*]")
-        .appName("rusket")
-        .config("spark.ui.enabled", "false")
-        .config("spark.ui.showConsoleProgress", "false")
-        .config("spark.sql.execution.arrow.pyspark.enabled", "true")
-        .config("spark.sql.warehouse.dir", os.path.join(tmp, "warehouse"))
-        .config(
-            "spark.driver.extraJavaOptions",
-            f"-XX:TieredStopAtLevel=1 -XX:+UseSerialGC -Dderby.system.home={tmp}",
-        )
-        .getOrCreate()
-    )
-    session.sparkContext.setLogLevel("ERROR")
-    return session
+    return local_session(cores=os.cpu_count() or 1)
 
 
 def convert(table: pa.Table, format: str) -> Any:
