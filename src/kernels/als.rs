@@ -27,9 +27,9 @@ use crate::multiversion;
 
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub enum Solver {
-    /// Preconditioned CG warm-started from the current factors, run on each row until its
-    /// residual is at most `tol` times its right-hand side, for at most `steps` steps (`tol = 0`:
-    /// always `steps` steps, the classic fixed-step CG).
+    /// Preconditioned CG warm-started from the current factors, run on each row until the
+    /// excess of the row's objective over its minimum is at most `tol` times the objective, for
+    /// at most `steps` steps (`tol = 0`: always `steps` steps, the classic fixed-step CG).
     Cg { steps: usize, tol: f32 },
     /// The exact solve in whitened coordinates: an `n_u x n_u` system for rows with fewer items
     /// than factors (Woodbury), the `f x f` system otherwise (see `exact_row`).
@@ -331,7 +331,8 @@ impl Preconditioner {
 /// item (or user) vectors are what bounds a half-step, not the arithmetic.
 const PREFETCH_AHEAD: usize = 8;
 
-/// When a row's CG stops: after `steps` steps, or once `|r| <= tol |b̃|` (`tol > 0`).
+/// When a row's CG stops: after `steps` steps, or (`tol > 0`) once the excess of the row's
+/// objective over its minimum is provably at most `tol` times the objective (see `cg_row_body`).
 #[derive(Clone, Copy)]
 struct Stop {
     steps: usize,
@@ -427,7 +428,10 @@ fn cg_row_body<S: Simd>(
     coef.resize(n, 0.0);
     // r = b̃ − Ã x̃ = −x̃ + Σ_i (c_i − (c_i − 1) ỹ_i·x̃) ỹ_i
     S::dots(rows, stride, x, coef);
+    // x̃ᵀ(Ã − I)x̃ = Σ_i (c_i − 1)(ỹ_i·x̃)², for the row objective below.
+    let mut quad = 0.0f64;
     for (w, &c) in coef.iter_mut().zip(conf) {
+        quad += (c as f64 - 1.0) * (*w as f64) * (*w as f64);
         *w = c - (c - 1.0) * *w;
     }
     for (ri, xi) in r.iter_mut().zip(x.iter()) {
@@ -436,15 +440,16 @@ fn cg_row_body<S: Simd>(
     S::gemv_t(rows, stride, coef, r);
     p.copy_from_slice(r);
     let mut rs = S::dot(r, r);
-    // With a tolerance: stop once |r| <= tol |b̃|, b̃ = Σ_i c_i ỹ_i (one more pass).
-    let mut floor = 1e-20f32;
-    if tol > 0.0 {
-        ap.iter_mut().for_each(|v| *v = 0.0);
-        S::gemv_t(rows, stride, conf, ap);
-        floor = floor.max(tol * tol * S::dot(ap, ap));
-    }
+    // The stopping rule. The row's objective φ(x̃) = ½ x̃ᵀÃx̃ − b̃ᵀx̃ is minimised by the solve;
+    // its excess over the minimum is ½ rᵀÃ⁻¹r ≤ ½ |r|² (Ã ≥ I), and every CG step lowers φ by
+    // ½ α |r|². So `½ |r|² ≤ tol · (−φ)` bounds the row's relative excess by `tol` (−φ ≤ −φ*),
+    // whatever the scale of the confidences, at no extra pass over the row:
+    // φ(x̃₀) = −½ (|x̃₀|² + x̃₀ᵀ(Ã − I)x̃₀) − x̃₀ᵀr₀.
+    let xx = S::dot(x, x) as f64;
+    let mut phi = -0.5 * (xx + quad) - S::dot(x, r) as f64;
+    let tol = tol as f64;
     for _ in 0..steps {
-        if rs <= floor {
+        if rs <= 1e-20 || (tol > 0.0 && 0.5 * rs as f64 <= tol * -phi) {
             break;
         }
         // Ãp = p + Σ_i (c_i − 1)(ỹ_i·p) ỹ_i
@@ -459,6 +464,7 @@ fn cg_row_body<S: Simd>(
             break;
         }
         let a = rs / pap;
+        phi -= 0.5 * a as f64 * rs as f64;
         S::axpy(a, p, x);
         S::axpy(-a, ap, r);
         let rs_new = S::dot(r, r);
