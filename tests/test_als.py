@@ -322,10 +322,10 @@ def test_fit_on_scipy_matrix_with_and_without_labels():
     labelled = rusket.ALS(factors=2, iterations=2).fit(
         X, user_labels=["c", "a", "b"], item_labels=[30, 10, 20]
     )
-    assert labelled.user_labels.tolist() == ["a", "b", "c"]
-    # Row "c" (first row of X) kept its data under its label.
-    c = labelled.user_labels.tolist().index("c")
-    assert labelled._fitted("_user_items")[c].nnz == 2
+    # The caller's order is kept: row i of X (and of user_factors) is user_labels[i].
+    assert labelled.user_labels.tolist() == ["c", "a", "b"]
+    assert labelled.item_labels.tolist() == [30, 10, 20]
+    np.testing.assert_array_equal(labelled._fitted("_user_items").toarray() > 0, X.toarray() > 0)
     with pytest.raises(TypeError, match="scipy sparse"):
         rusket.ALS().fit(X.toarray())
     with pytest.raises(ValueError, match="negative"):
@@ -536,3 +536,30 @@ def test_the_seed_call_beats_popularity_on_a_realistic_log():
     ours, base = als.evaluate(test, *cols, k=10), pop.evaluate(test, *cols, k=10)
     assert ours["users"] == base["users"] > 100
     assert ours["ndcg@10"] >= 1.1 * base["ndcg@10"] > 0
+
+
+@pytest.mark.parametrize("scale", [1e12, 1e40])
+def test_untrustworthy_confidences_are_an_error_not_the_starting_factors(scale):
+    X = sp.random(50, 20, density=0.2, random_state=1, format="csr") * scale
+    with pytest.raises(ValueError, match=r"confidence='log'"):
+        rusket.ALS(factors=4, iterations=2, confidence="linear", alpha=40.0).fit(X)
+    # The log confidence of the same amounts is well within range and trains.
+    model = rusket.ALS(factors=4, iterations=5).fit(X)
+    assert model.training_loss() < rusket.ALS(factors=4, iterations=1).fit(X).training_loss()
+
+
+def test_cg_trains_rows_with_confidences_near_the_limit():
+    # Rows with confidences in the 1e7 range are solved in a rescaled form (no f32 overflow).
+    X = sp.random(200, 60, density=0.15, random_state=2, format="csr")
+    X.data = 1e6 * (1.0 + X.data)
+    kw = {
+        "factors": 6,
+        "iterations": 10,
+        "confidence": "linear",
+        "alpha": 40.0,
+        "regularization": 0.1,
+    }
+    cg = rusket.ALS(**kw).fit(X)
+    exact = rusket.ALS(solver="cholesky", **kw).fit(X)
+    assert np.isfinite(cg.user_factors).all() and cg.user_factors.any()
+    assert cg.training_loss() <= 1.05 * exact.training_loss()

@@ -178,9 +178,21 @@ pub fn solve_side(
             times_square(Some(fixed), &pre.inv_lower_t, f, &mut whitened);
             times_square(None, &pre.lower, f, target);
             target.par_chunks_mut(f).enumerate().for_each_init(
-                || CgScratch::new(f),
-                |scratch, (u, x)| {
+                || (CgScratch::new(f), ExactScratch::new(f)),
+                |(scratch, exact), (u, x)| {
                     let (start, end) = (csr.indptr[u] as usize, csr.indptr[u + 1] as usize);
+                    // Rows with huge confidences are ill-conditioned for a few f32 CG steps:
+                    // they get the exact f64 solve (rare: linear confidence on raw amounts).
+                    let conf = &csr.data[start..end];
+                    if tol > 0.0
+                        && conf.iter().any(|&c| c > EXACT_ABOVE)
+                        && conf.iter().all(|&c| c.is_finite() && c >= 1.0)
+                    {
+                        if !exact_row(&whitened, &csr.indices[start..end], conf, x, exact) {
+                            failures.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                        }
+                        return;
+                    }
                     let ahead = &csr.indices
                         [end.min(csr.indices.len())..(end + PREFETCH_AHEAD).min(csr.indices.len())];
                     cg_row(
@@ -331,6 +343,12 @@ impl Preconditioner {
 /// item (or user) vectors are what bounds a half-step, not the arithmetic.
 const PREFETCH_AHEAD: usize = 8;
 
+/// Rows whose largest confidence exceeds this are solved in a rescaled form (see `cg_row_body`).
+const LARGE_CONFIDENCE: f32 = 1e6;
+/// With a tolerance, rows with a confidence above this get the exact solve instead of CG: their
+/// systems span more orders of magnitude than a few f32 CG steps resolve.
+const EXACT_ABOVE: f32 = 1e5;
+
 /// When a row's CG stops: after `steps` steps, or (`tol > 0`) once the excess of the row's
 /// objective over its minimum is provably at most `tol` times the objective (see `cg_row_body`).
 #[derive(Clone, Copy)]
@@ -426,38 +444,51 @@ fn cg_row_body<S: Simd>(
     }
     let rows = &gathered[..n * stride];
     coef.resize(n, 0.0);
+    // Confidences beyond LARGE_CONFIDENCE (linear confidence on raw amounts with a large alpha)
+    // would overflow f32 in the products below (|r|² ~ c², pᵀÃp ~ c³): the row's system is then
+    // divided by its largest confidence, `eye · I + Σ_i (c_i − 1)·eye ỹ_i ỹ_iᵀ` with
+    // `eye = 1 / c_max`, which has the same solution. Otherwise `eye = 1` (exact no-op).
+    let c_max = conf.iter().fold(1.0f32, |m, &c| m.max(c));
+    let eye = if c_max > LARGE_CONFIDENCE {
+        1.0 / c_max
+    } else {
+        1.0
+    };
     // r = b̃ − Ã x̃ = −x̃ + Σ_i (c_i − (c_i − 1) ỹ_i·x̃) ỹ_i
     S::dots(rows, stride, x, coef);
     // x̃ᵀ(Ã − I)x̃ = Σ_i (c_i − 1)(ỹ_i·x̃)², for the row objective below.
     let mut quad = 0.0f64;
     for (w, &c) in coef.iter_mut().zip(conf) {
-        quad += (c as f64 - 1.0) * (*w as f64) * (*w as f64);
-        *w = c - (c - 1.0) * *w;
+        let (cs, ws) = (c * eye, (c - 1.0) * eye);
+        quad += ws as f64 * (*w as f64) * (*w as f64);
+        *w = cs - ws * *w;
     }
     for (ri, xi) in r.iter_mut().zip(x.iter()) {
-        *ri = -*xi;
+        *ri = -*xi * eye;
     }
     S::gemv_t(rows, stride, coef, r);
     p.copy_from_slice(r);
     let mut rs = S::dot(r, r);
     // The stopping rule. The row's objective φ(x̃) = ½ x̃ᵀÃx̃ − b̃ᵀx̃ is minimised by the solve;
-    // its excess over the minimum is ½ rᵀÃ⁻¹r ≤ ½ |r|² (Ã ≥ I), and every CG step lowers φ by
-    // ½ α |r|². So `½ |r|² ≤ tol · (−φ)` bounds the row's relative excess by `tol` (−φ ≤ −φ*),
-    // whatever the scale of the confidences, at no extra pass over the row:
-    // φ(x̃₀) = −½ (|x̃₀|² + x̃₀ᵀ(Ã − I)x̃₀) − x̃₀ᵀr₀.
+    // its excess over the minimum is ½ rᵀÃ⁻¹r ≤ ½ |r|² / eye (Ã ≥ eye·I), and every CG step
+    // lowers φ by ½ α |r|². So `½ |r|² / eye ≤ tol · (−φ)` bounds the row's relative excess by
+    // `tol` (−φ ≤ −φ*), whatever the scale of the confidences, at no extra pass over the row:
+    // φ(x̃₀) = −½ (eye |x̃₀|² + x̃₀ᵀ(Ã − eye·I)x̃₀) − x̃₀ᵀr₀.
     let xx = S::dot(x, x) as f64;
-    let mut phi = -0.5 * (xx + quad) - S::dot(x, r) as f64;
-    let tol = tol as f64;
+    let mut phi = -0.5 * (eye as f64 * xx + quad) - S::dot(x, r) as f64;
+    let (tol, eye64) = (tol as f64, eye as f64);
     for _ in 0..steps {
-        if rs <= 1e-20 || (tol > 0.0 && 0.5 * rs as f64 <= tol * -phi) {
+        if rs <= 1e-30 || (tol > 0.0 && 0.5 * rs as f64 / eye64 <= tol * -phi) {
             break;
         }
         // Ãp = p + Σ_i (c_i − 1)(ỹ_i·p) ỹ_i
         S::dots(rows, stride, p, coef);
         for (w, &c) in coef.iter_mut().zip(conf) {
-            *w *= c - 1.0;
+            *w *= (c - 1.0) * eye;
         }
-        ap.copy_from_slice(p);
+        for (a, pi) in ap.iter_mut().zip(p.iter()) {
+            *a = *pi * eye;
+        }
         S::gemv_t(rows, stride, coef, ap);
         let pap = S::dot(p, ap);
         if pap.is_nan() || pap <= 0.0 {
