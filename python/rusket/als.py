@@ -228,11 +228,12 @@ class ALS(FactorModel):
             c = 1.0 + p["alpha"] * values
         top = float(np.max(c)) if len(c) else 1.0
         if not np.isfinite(top) or top > MAX_CONFIDENCE:
+            formula = "log(1 + r / epsilon)" if p["confidence"] == "log" else "r"
             raise ValueError(
-                f"the confidences 1 + alpha * {'log(1 + r / epsilon)' if p['confidence'] == 'log' else 'r'} "
-                f"reach {top:.3g}, beyond {MAX_CONFIDENCE:.0e}: float32 factors cannot hold a "
-                "trustworthy solution at that scale. Use confidence='log' (the default), a "
-                "smaller alpha, or rescale the ratings (e.g. amounts in thousands)"
+                f"the confidences 1 + alpha * {formula} reach {top:.3g}, beyond "
+                f"{MAX_CONFIDENCE:.0e}: float32 factors cannot hold a trustworthy solution "
+                "at that scale. Use confidence='log' (the default), a smaller alpha, or "
+                "rescale the ratings (e.g. amounts in thousands)"
             )
         return c.astype(np.float32)
 
