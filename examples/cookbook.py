@@ -21,6 +21,7 @@ import rusket
 import rusket.spark
 from rusket.datasets import make_articles, make_purchases
 from rusket.evaluation import evaluate, time_split
+from rusket.tiers import potential_tiers
 
 OUT = Path(os.environ.get("RUSKET_OUT", "out"))
 OUT.mkdir(exist_ok=True)
@@ -223,20 +224,12 @@ print(
     f"(local: {recommendations.count():,})"
 )
 
-from pyspark.sql import Window  # noqa: E402
-from pyspark.sql import functions as F  # noqa: E402
-
-w = Window.partitionBy("item_id").orderBy(F.col("score").desc())
-tiers = (
-    recommendations.withColumn("pct", F.percent_rank().over(w))
-    .withColumn(
-        "potential",
-        F.when(F.col("pct") <= 0.2, "High").when(F.col("pct") <= 0.5, "Medium").otherwise("Low"),
-    )
-    .cache()
-)  # used by the next three actions
+# For each article, its recommended customers ranked by score (Spark's percent_rank window):
+# the top 20% are "High", the next 30% "Medium", the rest "Low".
+tiers = potential_tiers(recommendations, by="item_id", cuts=(0.2, 0.5))
+tiers = tiers.cache()  # used by the next three actions
 tiers.groupBy("potential").count().orderBy("potential").show()
-queue = tiers.filter(F.col("potential") == "High").join(user_factors_df, "user_id")
+queue = tiers.filter(tiers["potential"] == "High").join(user_factors_df, "user_id")
 print(f"High-potential marketing queue: {queue.count():,} (customer, article) pairs")
 write_deltalake(
     str((OUT / "cross_sell_tiers_delta").resolve()),
