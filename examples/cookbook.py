@@ -21,7 +21,6 @@ import rusket
 import rusket.spark
 from rusket.datasets import make_articles, make_purchases
 from rusket.evaluation import evaluate, time_split
-from rusket.tiers import potential_tiers
 
 OUT = Path(os.environ.get("RUSKET_OUT", "out"))
 OUT.mkdir(exist_ok=True)
@@ -226,7 +225,7 @@ print(
 
 # For each article, its recommended customers ranked by score (Spark's percent_rank window):
 # the top 20% are "High", the next 30% "Medium", the rest "Low".
-tiers = potential_tiers(recommendations, by="item_id", cuts=(0.2, 0.5))
+tiers = rusket.potential_tiers(recommendations, by="item_id", cuts=(0.2, 0.5))
 tiers = tiers.cache()  # used by the next three actions
 tiers.groupBy("potential").count().orderBy("potential").show()
 queue = tiers.filter(tiers["potential"] == "High").join(user_factors_df, "user_id")

@@ -19,6 +19,7 @@ from rusket.popularity import Popularity
 
 if TYPE_CHECKING:  # pragma: no cover
     from rusket.pca import PCA, Projection
+    from rusket.tiers import potential_tiers
 
 __all__ = [
     "ALS",
@@ -29,15 +30,21 @@ __all__ = [
     "__version__",
     "datasets",
     "evaluation",
+    "potential_tiers",
+    "spark",
 ]
 
 
 def __getattr__(name: str) -> Any:
-    # The modules rusket.evaluation and rusket.datasets, on first use.
-    if name in ("evaluation", "datasets"):
+    # The modules rusket.evaluation, rusket.datasets and rusket.spark, on first use.
+    if name in ("evaluation", "datasets", "spark"):
         import importlib
 
         return importlib.import_module(f"rusket.{name}")
+    if name == "potential_tiers":
+        from rusket.tiers import potential_tiers
+
+        return potential_tiers
     # rusket.PCA subclasses scikit-learn's BaseEstimator when scikit-learn is installed: import
     # it (and so scikit-learn) only when PCA is first used, keeping `import rusket` light.
     if name in ("PCA", "Projection"):
