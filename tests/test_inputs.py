@@ -150,7 +150,7 @@ def test_bad_parameters(purchases, params, error, match):
 
 
 def test_unknown_keyword_arguments(purchases):
-    with pytest.raises(TypeError, match="unknown parameter 'rank'"):
+    with pytest.raises(TypeError, match="unknown keyword argument 'rank'"):
         rusket.ALS.from_transactions(purchases, **COLS, rank=3)
     with pytest.raises(TypeError):
         rusket.ALS(rank=3)  # type: ignore[call-arg]

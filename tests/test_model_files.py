@@ -195,8 +195,7 @@ CASES = {
     "NaN factor": (_element("user_factors", (3, 0), np.nan), "user_factors holds 1 NaN"),
     "infinite factor": (_element("item_factors", (0, 0), np.inf), "item_factors holds 1 NaN or"),
     "huge factors": (_huge_factors, "too large to score"),
-    "item labels unsorted": (_swap_rows("item_labels", 0, 1), "item_labels must be sorted"),
-    "item labels duplicated": (_element("item_labels", 1, 0), "item_labels must be sorted"),
+    "item labels duplicated": (_element("item_labels", 1, 0), "item_labels must be unique"),
     "item labels 2-d": (_set("item_labels", lambda a: a[:, None]), "must be 1-d int64"),
     "item labels float": (_set("item_labels", _float64), "must be 1-d int64"),
     "user label offsets past the end": (
@@ -208,7 +207,10 @@ CASES = {
         "user_labels_offsets must start at 0",
     ),
     "user label bytes not UTF-8": (_element("user_labels_utf8", 0, 0xFF), "not UTF-8"),
-    "user labels unsorted": (_element("user_labels_utf8", 2, ord("9")), "user_labels must be"),
+    "user labels duplicated": (  # "c00" -> "c09", which is there already
+        _element("user_labels_utf8", 2, ord("9")),
+        "user_labels must be unique",
+    ),
     "indptr not starting at 0": (_element("seen_indptr", 0, 1), "must start at 0"),
     "indptr decreasing": (_element("seen_indptr", 2, 0), "never decrease"),
     "indptr last != nnz": (_element("seen_indptr", -1, 10**6), "end at the"),
@@ -234,6 +236,41 @@ def test_tampered_file_raises_value_error(files, tmp_path, kind, what):
     path = _tampered(files[kind], tmp_path / "bad.npz", edit)
     with pytest.raises(ValueError, match=message):
         getattr(rusket, kind).load(path)
+
+
+@pytest.mark.parametrize("kind", ["ALS", "Popularity"])
+def test_unsorted_unique_labels_are_a_valid_file(files, tmp_path, kind):
+    # fit(X, user_labels=..., item_labels=...) keeps the caller's order, so a file may hold
+    # labels in any order: swapped labels load, and stay where they were stored.
+    path = _tampered(files[kind], tmp_path / "swapped.npz", _swap_rows("item_labels", 0, 1))
+    back = getattr(rusket, kind).load(path)
+    stored = _arrays(files[kind])["item_labels"]
+    assert back.item_labels.tolist() == stored[[1, 0, *range(2, len(stored))]].tolist()
+    state = back._fitted_state()
+    np.testing.assert_allclose(
+        back.score(state.user_labels[0], state.item_labels[:2]),
+        state.user_factors[0] @ state.item_factors[:2].T,
+        rtol=1e-6,
+    )
+
+
+@pytest.mark.parametrize("cls", [rusket.ALS, rusket.Popularity])
+def test_model_fitted_with_unsorted_labels_round_trips(tmp_path, cls):
+    X = sp.random(6, 5, density=0.5, random_state=3, format="csr") + sp.eye(6, 5, format="csr")
+    kw = {"factors": 3, "iterations": 2} if cls is rusket.ALS else {}
+    model = cls(**kw).fit(
+        X, user_labels=["f", "b", "e", "a", "d", "c"], item_labels=[9, 2, 7, 1, 5]
+    )
+    model.save(tmp_path / "m.npz")
+    back = cls.load(tmp_path / "m.npz")
+    assert back.user_labels.tolist() == ["f", "b", "e", "a", "d", "c"]
+    assert back.item_labels.tolist() == [9, 2, 7, 1, 5]
+    np.testing.assert_array_equal(
+        back._fitted_state().user_factors, model._fitted_state().user_factors
+    )
+    for user in "abcdef":
+        for a, b in zip(back.recommend_items(user, n=5), model.recommend_items(user, n=5)):
+            np.testing.assert_array_equal(a, b)
 
 
 @pytest.mark.parametrize(
@@ -395,8 +432,12 @@ def test_version_1_files_are_still_read(tmp_path):
     bad = _tampered(tmp_path / "v1.npz", tmp_path / "v1p.npz", _meta(lambda m: m.update(model="X")))
     with pytest.raises(ValueError, match="version 1 files hold ALS models"):
         rusket.ALS.load(bad)
-    bad = _tampered(tmp_path / "v1.npz", tmp_path / "v1l.npz", _swap_rows("user_labels", 0, 1))
-    with pytest.raises(ValueError, match="user_labels must be sorted"):
+    bad = _tampered(
+        tmp_path / "v1.npz",
+        tmp_path / "v1l.npz",
+        _set("user_labels", lambda a: a[[0, 0, *range(2, len(a))]]),
+    )
+    with pytest.raises(ValueError, match="user_labels must be unique"):
         rusket.ALS.load(bad)
 
 

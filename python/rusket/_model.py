@@ -25,13 +25,15 @@ before anything reads it, and raises ``ValueError`` naming what is wrong.
 
 from __future__ import annotations
 
+import difflib
 import errno
+import functools
 import inspect
 import json
 import numbers
 import os
 import tempfile
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sized
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
@@ -59,24 +61,99 @@ _M = TypeVar("_M", bound="Recommender")
 
 class _ClassOrInstanceMethod:
     """Lets ``from_transactions`` be called on the class (building a model from keyword
-    parameters) or on an instance (keeping its parameters)."""
+    parameters) or on an instance (keeping its parameters).
+
+    The bound function carries the real signature (without ``self``), so ``inspect.signature``,
+    ``help`` and IDEs show ``(data, transaction_col, item_col, rating_col=None, ...)``, and an
+    unknown keyword is answered with the valid names and a near match before anything runs.
+    """
 
     def __init__(self, func: Callable[..., Any]) -> None:
         self.func = func
         self.__doc__ = func.__doc__
         self.__name__ = func.__name__
+        self.__qualname__ = func.__qualname__
         self.__wrapped__ = func
+        params = list(inspect.signature(func).parameters.values())[1:]  # without self
+        self.__signature__ = inspect.signature(func).replace(parameters=params)
 
     def __get__(self, obj: Any, cls: type) -> Callable[..., Any]:
-        func = self.func
+        func, sig = self.func, self.__signature__
+        owner = type(obj) if obj is not None else cls
 
+        @functools.wraps(func)
         def bound(*args: Any, **kwargs: Any) -> Any:
+            _check_call(owner, func.__name__, sig, args, kwargs)
             target = obj if obj is not None else cls()
             return func(target, *args, **kwargs)
 
-        bound.__doc__ = func.__doc__
-        bound.__name__ = func.__name__
+        bound.__signature__ = sig  # type: ignore[attr-defined]
         return bound
+
+
+#: What users coming from other libraries type for the column arguments of from_transactions.
+_COLUMN_ALIASES = {
+    "transaction_col": (
+        "user_col",
+        "users_col",
+        "customer_col",
+        "customer_id_col",
+        "client_col",
+        "user",
+        "customer",
+    ),
+    "item_col": ("article_col", "product_col", "sku_col", "item", "article"),
+    "rating_col": (
+        "value_col",
+        "amount_col",
+        "sales_col",
+        "weight_col",
+        "quantity_col",
+        "count_col",
+        "rating",
+        "ratings_col",
+    ),
+}
+
+
+def _near(name: str, valid: list[str]) -> str:
+    """``" (did you mean X?)"`` for the closest valid name, or ``""``."""
+    for target, aliases in _COLUMN_ALIASES.items():
+        if name in aliases and target in valid:
+            return f" (did you mean {target}?)"
+    close = difflib.get_close_matches(name, valid, n=1, cutoff=0.6)
+    return f" (did you mean {close[0]}?)" if close else ""
+
+
+def _check_call(
+    owner: type, name: str, sig: inspect.Signature, args: tuple[Any, ...], kwargs: dict[str, Any]
+) -> None:
+    """``TypeError`` for a keyword that is neither an argument of ``sig`` nor (when ``sig`` takes
+    ``**params``) a model parameter, naming the valid ones and a near match; then the usual
+    binding errors (missing or repeated arguments), said with the signature."""
+    named = [
+        p.name for p in sig.parameters.values() if p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)
+    ]
+    takes_params = any(p.kind is p.VAR_KEYWORD for p in sig.parameters.values())
+    model_params: list[str] = owner._param_names() if takes_params else []  # type: ignore[attr-defined]
+    where = f"{owner.__name__}.{name}()"
+    for key in kwargs:
+        if key in named or key in model_params:
+            continue
+        valid = named + model_params
+        also = f"; model parameters: {', '.join(model_params)}" if model_params else ""
+        raise TypeError(
+            f"{where} got an unknown keyword argument {key!r}{_near(key, valid)}; arguments: "
+            f"{', '.join(named)}{also} (transaction_col is the customer id column)"
+        )
+    try:
+        sig.bind(*args, **kwargs)
+    except TypeError as e:
+        plain = sig.replace(
+            parameters=[p.replace(annotation=p.empty) for p in sig.parameters.values()],
+            return_annotation=sig.empty,
+        )
+        raise TypeError(f"{where}: {e}; call it as {name}{plain}") from None
 
 
 # --- the fitted state ------------------------------------------------------------------------
@@ -97,7 +174,10 @@ class _Fitted:
         ``(n_users, f)`` and ``(n_items, f)``; the score of item ``i`` for user ``u`` is
         ``user_factors[u] @ item_factors[i]``.
     user_labels, item_labels : ndarray
-        Sorted, unique labels (int64, or an object array of ``str``).
+        Unique labels (int64, or an object array of ``str``), one per row of the factors:
+        sorted when the model came from ``from_transactions``, in the caller's order for
+        ``fit(X, user_labels=..., item_labels=...)``. Lookups go through :meth:`user_index` /
+        :meth:`item_index` (a sorted copy for binary search), never through this order.
     seen : scipy.sparse.csr_matrix
         Users x items, sorted unique column indices, float32 values > 0: the training
         interactions (ALS: confidences; Popularity: summed ratings).
@@ -177,6 +257,107 @@ class _Fitted:
         """The item vectors scaled to unit L2 norm (zero vectors stay zero)."""
         return self._cached("unit_items", lambda: _frozen(_l2_normalize(self.item_factors)))
 
+    def user_index(self) -> _LabelIndex:
+        """Label -> row lookups of the users (binary search over a sorted copy)."""
+        return self._cached("user_index", lambda: _LabelIndex.of(self.user_labels, "user"))
+
+    def item_index(self) -> _LabelIndex:
+        """Label -> column lookups of the items."""
+        return self._cached("item_index", lambda: _LabelIndex.of(self.item_labels, "item"))
+
+    def popular_items(self) -> tuple[np.ndarray, np.ndarray]:
+        """Every item index, most distinct buyers first (ties in item order), and the buyer
+        counts (int64) of the items in that order: what a customer unknown to the model gets."""
+
+        def rank() -> tuple[np.ndarray, np.ndarray]:
+            buyers = np.bincount(self.seen.indices, minlength=self.seen.shape[1])
+            order = np.argsort(-buyers, kind="stable")
+            return _frozen(order.astype(np.int64)), _frozen(buyers[order].astype(np.int64))
+
+        return self._cached("popular", rank)
+
+
+@dataclass(frozen=True, eq=False)
+class _LabelIndex:
+    """Finds the rows of labels in a label array of any order: ``sorted_labels`` is the labels
+    sorted and ``order[k]`` the row of ``sorted_labels[k]`` (``None`` when the labels are sorted
+    already, the usual case), so a lookup is one vectorised ``searchsorted``."""
+
+    labels: np.ndarray
+    sorted_labels: np.ndarray
+    order: np.ndarray | None
+    what: str
+
+    @classmethod
+    def of(cls, labels: np.ndarray, what: str) -> _LabelIndex:
+        if _is_sorted(labels):
+            return cls(labels, labels, None, what)
+        order = np.argsort(labels, kind="stable").astype(np.int64)
+        return cls(labels, _frozen(labels[order]), _frozen(order), what)
+
+    def rows(self, keys: Any) -> np.ndarray:
+        """The row of every key (a label or a 1-d sequence of labels): the shared
+        :func:`rusket._validation.lookup` over the sorted copy, so every check of a key and
+        every message is that one's (``KeyError`` naming the first unknown label)."""
+        pos = lookup(self.sorted_labels, keys, self.what)
+        return pos if self.order is None else self.order[pos]
+
+    def find(self, keys: Any) -> tuple[np.ndarray, np.ndarray]:
+        """``(keys, rows)`` without failing on unknown labels: the keys as a 1-d array of the
+        labels' kind and the row of each, -1 where the label is unknown. A key of the wrong
+        kind (a string for integer labels, or the reverse) still raises ``KeyError`` naming it,
+        and a boolean ``TypeError``: those are mistakes, not new customers."""
+        arr = _keys_like(self.labels, keys, self.what)
+        pos = np.minimum(np.searchsorted(self.sorted_labels, arr), len(self.sorted_labels) - 1)
+        found = np.asarray(self.sorted_labels[pos] == arr, dtype=bool)
+        rows = pos if self.order is None else self.order[pos]
+        return arr, np.where(found, rows, -1).astype(np.int64)
+
+
+def _keys_like(labels: np.ndarray, keys: Any, what: str) -> np.ndarray:
+    """``keys`` (one label or a 1-d sequence) as a 1-d array of the kind of ``labels``: int64
+    for integer labels, an object array of ``str`` for string labels; the checks of
+    :func:`rusket._validation.lookup`, minus its search."""
+    if (
+        isinstance(keys, (bool, np.bool_))
+        or getattr(getattr(keys, "dtype", None), "kind", "") == "b"
+    ):
+        raise TypeError(f"{what} labels are integers or strings, never booleans; got {keys!r}")
+    str_labels = labels.dtype == object
+    arr = np.atleast_1d(np.asarray(keys, dtype=object if str_labels else None))
+    if arr.ndim != 1:
+        raise ValueError(
+            f"{what} labels must be a label or a 1-d sequence of labels, got shape {arr.shape}"
+        )
+    if str_labels:
+        arr = arr.astype(object, copy=False)
+        for k in arr.tolist():
+            if not isinstance(k, str):
+                raise KeyError(f"unknown {what} {k!r}: this model's {what} labels are strings")
+        return arr
+    if arr.dtype.kind == "i" and not isinstance(keys, (list, tuple)):
+        return arr.astype(np.int64, copy=False)
+    if arr.dtype.kind == "u":
+        values = arr.tolist()
+        too_big = arr > _INT64_MAX
+    else:
+        # Python sequences: look at the values as given ([0, True] would become [0, 1]).
+        values = list(keys) if isinstance(keys, (list, tuple)) else arr.tolist()
+        for k in values:
+            if isinstance(k, (bool, np.bool_)):
+                raise TypeError(f"{what} labels are integers or strings, never booleans; got {k!r}")
+            if not isinstance(k, numbers.Integral):
+                raise KeyError(f"unknown {what} {k!r}: this model's {what} labels are integers")
+        too_big = np.array([not _INT64_MIN <= k <= _INT64_MAX for k in values], dtype=bool)
+    if too_big.any():  # beyond int64: no label can be it (and a cast would wrap around)
+        raise KeyError(
+            f"unknown {what} {values[int(np.argmax(too_big))]!r}: it was not in the training data"
+        )
+    return arr.astype(np.int64)
+
+
+_INT64_MIN, _INT64_MAX = int(np.iinfo(np.int64).min), int(np.iinfo(np.int64).max)
+
 
 def _frozen(a: np.ndarray) -> np.ndarray:
     a.flags.writeable = False
@@ -221,6 +402,21 @@ class Recommender:
     training (``fit``, ``from_transactions``, ``_fit_interactions``).
 
     Every public id is the user's own label (int or string); internal indices never leak.
+
+    **Scores.** The score of an item for a user is the dot product of their latent vectors
+    (:class:`Popularity`: the item's number of buyers). It ranks items for one user and users
+    for one item; it is not a probability, has no fixed range, and is comparable only between
+    scores of the same fitted model.
+
+    **One label or many.** ``recommend_items(user)``, ``recommend_users(item)`` and
+    ``similar_items(item)`` take exactly one label (a list, array, tuple or Series raises
+    ``TypeError``); ``batch_recommend(users=[...])`` serves many users at once and
+    ``score(users, items)`` scores given (user, item) pairs.
+
+    **Seen items.** ``recommend_items`` and ``batch_recommend`` skip what the user already
+    bought by default (``exclude_seen=True``: a recommendation is something new);
+    ``recommend_users`` keeps buyers by default (``exclude_seen=False``: "who is closest to
+    this item"); pass ``exclude_seen=True`` there for a campaign's target list.
     """
 
     #: The model's name in files and messages.
@@ -255,8 +451,8 @@ class Recommender:
         for key, value in params.items():
             if key not in valid:
                 raise TypeError(
-                    f"unknown parameter {key!r} for {self._model_name}; valid parameters: "
-                    f"{', '.join(valid) or '(none)'}"
+                    f"unknown parameter {key!r} for {self._model_name}{_near(key, valid)}; "
+                    f"valid parameters: {', '.join(valid) or '(none)'}"
                 )
             setattr(self, key, value)
         return self
@@ -309,12 +505,16 @@ class Recommender:
 
     @property
     def user_labels(self) -> np.ndarray:
-        """The sorted user labels of the training data (read-only)."""
+        """The user labels of the training data, one per row of ``user_factors`` (read-only):
+        sorted after ``from_transactions``, in the caller's order after
+        ``fit(X, user_labels=...)`` (row ``i`` of ``X`` is ``user_labels[i]``)."""
         return self._fitted_state().user_labels
 
     @property
     def item_labels(self) -> np.ndarray:
-        """The sorted item labels of the training data (read-only)."""
+        """The item labels of the training data, one per row of ``item_factors`` (read-only):
+        sorted after ``from_transactions``, in the caller's order after
+        ``fit(X, item_labels=...)``."""
         return self._fitted_state().item_labels
 
     # --- recommendations ---------------------------------------------------------------------
@@ -336,9 +536,25 @@ class Recommender:
     ) -> tuple[np.ndarray, np.ndarray]:
         """The ``n`` best items for one user, as ``(item_labels, scores)``, best first.
 
-        Items the user already bought are skipped when ``exclude_seen`` (so fewer than ``n`` may
-        come back). Equal scores are ranked by item label order. Unknown users raise
-        ``KeyError``.
+        Parameters
+        ----------
+        user : int or str
+            One user label. For many users use ``batch_recommend(users=[...])`` (a list,
+            array, tuple or Series here raises ``TypeError``).
+        n : int, default 10
+        exclude_seen : bool, default True
+            Skip the items the user bought in the training data (so fewer than ``n`` may
+            come back).
+
+        Returns
+        -------
+        item_labels : ndarray
+        scores : ndarray of float32
+            Dot products of the user's and the items' latent vectors (:class:`Popularity`:
+            buyer counts): they rank, they are not probabilities, and they compare only within
+            one fitted model. Equal scores are ranked in ``item_labels`` order.
+
+        Raises ``KeyError`` for a user not in the training data.
 
         Examples
         --------
@@ -351,7 +567,9 @@ class Recommender:
         state = self._fitted_state()
         n = check_int("n", n, minimum=1)
         _check_bool("exclude_seen", exclude_seen)
-        rows = _one_label(state.user_labels, user, "user", "batch_recommend(users=[...])")
+        rows = _one_label(
+            state.user_index(), user, "recommend_items", "batch_recommend(users=[...])"
+        )
         exclude = state.seen_rows(rows) if exclude_seen else None
         idx, scores = self._topk(state.user_factors[rows], state.item_factors, n, exclude)
         keep = idx[0] >= 0
@@ -362,9 +580,20 @@ class Recommender:
     ) -> tuple[np.ndarray, np.ndarray]:
         """The ``n`` users with the highest score for one item, as ``(user_labels, scores)``.
 
-        With ``exclude_seen=True`` users who already bought the item are skipped: the natural
-        target list for a campaign. Equal scores are ranked by user label order (for
-        :class:`Popularity` every user scores the same for an item).
+        Parameters
+        ----------
+        item : int or str
+            One item label (a list, array, tuple or Series raises ``TypeError``: call it once
+            per item).
+        n : int, default 10
+        exclude_seen : bool, default False
+            Unlike :meth:`recommend_items` (default ``True``), buyers of the item are kept by
+            default: the answer is "who is closest to this item". ``exclude_seen=True`` skips
+            them: the natural target list for a campaign.
+
+        Scores are those of :meth:`recommend_items` (dot products, not probabilities). Equal
+        scores are ranked in ``user_labels`` order (for :class:`Popularity` every user scores
+        the same for an item).
 
         Examples
         --------
@@ -377,11 +606,70 @@ class Recommender:
         state = self._fitted_state()
         n = check_int("n", n, minimum=1)
         _check_bool("exclude_seen", exclude_seen)
-        cols = _one_label(state.item_labels, item, "item", "a loop over the items")
+        cols = _one_label(
+            state.item_index(),
+            item,
+            "recommend_users",
+            "one call per item (batch_recommend(users=[...]) serves many users)",
+        )
         exclude = state.buyers(cols) if exclude_seen else None
         idx, scores = self._topk(state.item_factors[cols], state.user_factors, n, exclude)
         keep = idx[0] >= 0
         return state.user_labels[idx[0][keep]], scores[0][keep]
+
+    def score(self, users: Any, items: Any) -> np.ndarray:
+        """The scores of given (user, item) pairs, e.g. to rank a campaign's own candidates.
+
+        Parameters
+        ----------
+        users, items : label or 1-d sequence of labels
+            Aligned: pair ``k`` is ``(users[k], items[k])``. One label on either side is
+            paired with every label of the other.
+
+        Returns
+        -------
+        ndarray of float32, shape (n_pairs,)
+            The score :meth:`recommend_items` gives the pair (the dot product of the latent
+            vectors; :class:`Popularity`: the item's number of buyers), whether or not the
+            user bought the item. Two single labels give one score in a 1-element array.
+
+        Raises ``KeyError`` naming the first unknown label and ``ValueError`` when both sides
+        are sequences of different lengths.
+
+        Examples
+        --------
+        >>> import pandas as pd, rusket
+        >>> df = pd.DataFrame({"user": [1, 1, 2, 3], "item": ["a", "b", "a", "c"]})
+        >>> model = rusket.Popularity.from_transactions(df, "user", "item")
+        >>> model.score([1, 2, 3], ["a", "b", "c"]).tolist()
+        [2.0, 1.0, 1.0]
+        >>> model.score(3, ["a", "c"]).tolist()
+        [2.0, 1.0]
+        """
+        state = self._fitted_state()
+        rows = state.user_index().rows(users)
+        cols = state.item_index().rows(items)
+        if len(rows) != len(cols):
+            if np.ndim(users) == 0:
+                rows = np.repeat(rows, len(cols))
+            elif np.ndim(items) == 0:
+                cols = np.repeat(cols, len(rows))
+            else:
+                raise ValueError(
+                    f"users and items must be aligned: got {len(rows)} users and {len(cols)} "
+                    "items (or give one label on either side)"
+                )
+        out = np.empty(len(rows), dtype=np.float32)
+        # Row-wise dot products of the gathered vectors, in blocks to bound the gathered copies.
+        for start in range(0, len(rows), _SCORE_BLOCK):
+            r, c = rows[start : start + _SCORE_BLOCK], cols[start : start + _SCORE_BLOCK]
+            np.einsum(
+                "ij,ij->i",
+                state.user_factors[r],
+                state.item_factors[c],
+                out=out[start : start + len(r)],
+            )
+        return out
 
     def batch_recommend(
         self,
@@ -389,15 +677,37 @@ class Recommender:
         exclude_seen: bool = True,
         users: Any = None,
         format: str = "pandas",
+        unknown: str = "raise",
     ) -> Any:
         """Exact top-``n`` items for every user (or the given user labels) in one parallel pass.
 
-        Frame formats (``"pandas"``, ``"polars"``, ``"arrow"``, ``"spark"``) hold rows
-        ``user_id, item_id, score, rank`` (rank 1 = best; a user with fewer than ``n`` unseen
-        items gets fewer rows, never a seen item). ``"numpy"`` gives
-        ``(item_labels[n_users, n], scores[n_users, n])`` in the order of ``user_labels`` (or of
-        ``users``); slots past a user's last candidate are padding, marked by a NaN score (their
-        label is -1 for integer labels and None for string labels).
+        Parameters
+        ----------
+        n : int, default 10
+        exclude_seen : bool, default True
+            Skip each user's training items (never recommend a seen item).
+        users : label or 1-d sequence of labels, optional
+            The users to serve, in this order (duplicates allowed); default every user in
+            ``user_labels`` order.
+        format : {"pandas", "polars", "arrow", "spark", "numpy"}, default "pandas"
+        unknown : {"raise", "drop", "popular"}, default "raise"
+            What to do with labels of ``users`` that were not in the training data (cold
+            start, like Spark MLlib's ``coldStartStrategy``): ``"raise"`` a ``KeyError``
+            naming the first one; ``"drop"`` them (no rows for them); or give them the
+            ``"popular"`` items: most distinct buyers in the training data first, ties in
+            ``item_labels`` order, with the buyer counts (float32) as scores. Those scores are
+            counts, not dot products: do not compare them with the model's scores of known
+            users. A label of the wrong kind (a string for integer labels, or the reverse)
+            raises ``KeyError`` in every mode.
+
+        Returns
+        -------
+        Frame formats hold rows ``user_id, item_id, score, rank`` (rank 1 = best; a user with
+        fewer than ``n`` unseen items gets fewer rows, never a seen item). ``"numpy"`` gives
+        ``(item_labels[n_users, n], scores[n_users, n])`` with a row per user in the order of
+        ``user_labels`` (or of ``users``, less the dropped ones); slots past a user's last
+        candidate are padding, marked by a NaN score (their label is -1 for integer labels and
+        None for string labels).
 
         Examples
         --------
@@ -409,40 +719,40 @@ class Recommender:
         ['user_id', 'item_id', 'score', 'rank']
         >>> recs[recs.user_id == 2].item_id.tolist()
         ['b', 'c']
+        >>> new = model.batch_recommend(n=1, users=[2, 99], unknown="popular", format="pandas")
+        >>> new.item_id.tolist()
+        ['b', 'a']
         """
         state = self._fitted_state()
         n = check_int("n", n, minimum=1)
         _check_bool("exclude_seen", exclude_seen)
         check_format(format)
+        unknown = check_choice("unknown", unknown, _UNKNOWN_USERS)
         if users is None:
             query, user_labels = state.user_factors, state.user_labels
             exclude = state.seen_rows() if exclude_seen else None
+            idx, scores = self._topk(query, state.item_factors, n, exclude)
         else:
-            rows = lookup(state.user_labels, users, "user")
-            query, user_labels = state.user_factors[rows], state.user_labels[rows]
-            exclude = state.seen_rows(rows) if exclude_seen else None
-        idx, scores = self._topk(query, state.item_factors, n, exclude)
-        valid = idx >= 0
-        item_labels = state.item_labels
-        if format == "numpy":
-            if item_labels.dtype == object:
-                labels = np.full(idx.shape, None, dtype=object)
-            else:
-                labels = np.full(idx.shape, -1, dtype=item_labels.dtype)
-            labels[valid] = item_labels[idx[valid]]
-            return labels, scores
-        per_user = valid.sum(axis=1)
-        table = pa.table(
-            {
-                "user_id": _label_array(np.repeat(user_labels, per_user)),
-                "item_id": _label_array(item_labels[idx[valid]]),
-                "score": pa.array(scores[valid], pa.float32()),
-                "rank": pa.array(
-                    np.broadcast_to(np.arange(1, n + 1, dtype=np.int32), idx.shape)[valid]
-                ),
-            }
-        )
-        return convert(table, format)
+            user_labels, rows = state.user_index().find(users)
+            known = rows >= 0
+            if unknown == "raise" and not known.all():
+                bad = user_labels[~known].tolist()[0]
+                raise KeyError(
+                    f"unknown user {bad!r}: it was not in the training data (pass "
+                    "unknown='drop' or unknown='popular' to serve the others)"
+                )
+            if unknown == "drop":
+                user_labels, rows, known = user_labels[known], rows[known], known[known]
+            idx, scores = self._topk_rows(state, rows[known], n, exclude_seen)
+            if not known.all():  # unknown="popular"
+                idx, scores = _with_popular(state, idx, scores, known, n)
+        return _recommendation_output(idx, scores, user_labels, state.item_labels, format)
+
+    def _topk_rows(
+        self, state: _Fitted, rows: np.ndarray, n: int, exclude_seen: bool
+    ) -> tuple[np.ndarray, np.ndarray]:
+        exclude = state.seen_rows(rows) if exclude_seen else None
+        return self._topk(state.user_factors[rows], state.item_factors, n, exclude)
 
     # --- evaluation --------------------------------------------------------------------------
 
@@ -516,8 +826,8 @@ class Recommender:
 
         The file is checked like any input before it is used: a file that is not a rusket
         model, a model of another kind, missing or unknown parts, bad parameters, shapes that
-        disagree, non-finite numbers, unsorted or duplicated labels and an inconsistent seen
-        matrix all raise ``ValueError`` naming the problem. A missing file raises
+        disagree, non-finite numbers, duplicated labels and an inconsistent seen matrix all
+        raise ``ValueError`` naming the problem. A missing file raises
         ``FileNotFoundError``.
 
         Examples
@@ -615,7 +925,7 @@ class FactorModel(Recommender):
         """
         state = self._fitted_state()
         n = check_int("n", n, minimum=1)
-        cols = _one_label(state.item_labels, item, "item", "a loop over the items")
+        cols = _one_label(state.item_index(), item, "similar_items", "one call per item")
         unit = state.unit_items()
         itself = (np.array([0, 1], dtype=np.int64), cols.astype(np.int32))
         idx, scores = self._topk(unit[cols], unit, n, itself)
@@ -735,14 +1045,17 @@ def interactions_from_matrix(
     X: Any, user_labels: Any, item_labels: Any, model_name: str
 ) -> Interactions:
     """Check a scipy sparse users x items matrix of ratings and name its rows and columns
-    (default ``0..n-1``); labels need not be sorted.
+    (default ``0..n-1``). The caller's order is kept: row ``i`` of the result is row ``i`` of
+    ``X`` and belongs to ``user_labels[i]`` (the same for columns), so row ``i`` of a model's
+    ``user_factors`` is the user of row ``i`` of ``X``. Labels need not be sorted, only unique.
 
     Examples
     --------
     >>> import scipy.sparse as sp
     >>> X = sp.csr_matrix([[1.0, 0.0], [0.0, 2.0]])
-    >>> interactions_from_matrix(X, ["b", "a"], None, "ALS").user_labels.tolist()
-    ['a', 'b']
+    >>> inter = interactions_from_matrix(X, ["b", "a"], None, "ALS")
+    >>> inter.user_labels.tolist(), inter.matrix.toarray().tolist()
+    (['b', 'a'], [[1.0, 0.0], [0.0, 2.0]])
     """
     if not sp.issparse(X):
         raise TypeError(
@@ -758,16 +1071,9 @@ def interactions_from_matrix(
     check_values(m.data, "X")
     ul = _labels_arg(user_labels, m.shape[0], "user_labels")
     il = _labels_arg(item_labels, m.shape[1], "item_labels")
-    if _is_sorted(ul) and _is_sorted(il):
-        # Labels already in order (the default 0..n-1): no re-encoding needed.
-        m.eliminate_zeros()
-        m.sort_indices()
-        return Interactions(m, ul, il)
-    coo = m.tocoo()
-    uo, io = np.argsort(ul, kind="stable"), np.argsort(il, kind="stable")
-    inv_u, inv_i = np.empty_like(uo), np.empty_like(io)
-    inv_u[uo], inv_i[io] = np.arange(len(uo)), np.arange(len(io))
-    return Interactions.from_codes(inv_u[coo.row], inv_i[coo.col], coo.data, ul[uo], il[io])
+    m.eliminate_zeros()
+    m.sort_indices()
+    return Interactions(m, ul, il)
 
 
 def _labels_arg(labels: Any, n: int, name: str) -> np.ndarray:
@@ -800,10 +1106,71 @@ def _check_bool(name: str, value: Any) -> None:
         raise TypeError(f"{name} must be True or False, got {value!r}")
 
 
-def _one_label(labels: np.ndarray, key: Any, what: str, many: str) -> np.ndarray:
-    if np.ndim(key) != 0:
-        raise TypeError(f"give one {what} label, got {type(key).__name__}; for many use {many}")
-    return lookup(labels, key, what)
+def _one_label(index: _LabelIndex, key: Any, method: str, many: str) -> np.ndarray:
+    """The row (a 1-element array) of one label; ``TypeError`` for anything holding several
+    (list, tuple, array, Series, set, ...), never silently its first element."""
+    if isinstance(key, np.ndarray) and key.ndim == 0:
+        key = key.item()
+    if np.ndim(key) != 0 or (isinstance(key, Iterable) and not isinstance(key, (str, bytes))):
+        size = f" of {len(key)}" if isinstance(key, Sized) else ""
+        raise TypeError(
+            f"{method} takes one {index.what} label, got {type(key).__name__}{size}; for many "
+            f"use {many}"
+        )
+    return index.rows(key)
+
+
+#: ``batch_recommend(unknown=...)``.
+_UNKNOWN_USERS = ("raise", "drop", "popular")
+
+#: Pairs per block of ``score``: bounds the gathered copies of the factors.
+_SCORE_BLOCK = 65_536
+
+
+def _with_popular(
+    state: _Fitted, idx: np.ndarray, scores: np.ndarray, known: np.ndarray, n: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """Top-k arrays with a row per user: those of ``idx`` / ``scores`` (one per known user, in
+    order) where ``known``, the most popular items with their buyer counts elsewhere."""
+    order, counts = state.popular_items()
+    width = idx.shape[1]  # the kernel's row width (n, or fewer when there are fewer items)
+    k = min(n, width, len(order))
+    all_idx = np.full((len(known), width), -1, dtype=np.int64)
+    all_scores = np.full((len(known), width), np.nan, dtype=np.float32)
+    all_idx[known], all_scores[known] = idx, scores
+    all_idx[~known, :k] = order[:k]
+    all_scores[~known, :k] = counts[:k].astype(np.float32)
+    return all_idx, all_scores
+
+
+def _recommendation_output(
+    idx: np.ndarray,
+    scores: np.ndarray,
+    user_labels: np.ndarray,
+    item_labels: np.ndarray,
+    format: str,
+) -> Any:
+    """Top-k index arrays (-1 / NaN padding) as ``batch_recommend``'s output ``format``."""
+    valid = idx >= 0
+    if format == "numpy":
+        if item_labels.dtype == object:
+            labels = np.full(idx.shape, None, dtype=object)
+        else:
+            labels = np.full(idx.shape, -1, dtype=item_labels.dtype)
+        labels[valid] = item_labels[idx[valid]]
+        return labels, scores
+    per_user = valid.sum(axis=1)
+    table = pa.table(
+        {
+            "user_id": _label_array(np.repeat(user_labels, per_user)),
+            "item_id": _label_array(item_labels[idx[valid]]),
+            "score": pa.array(scores[valid], pa.float32()),
+            "rank": pa.array(
+                np.broadcast_to(np.arange(1, idx.shape[1] + 1, dtype=np.int32), idx.shape)[valid]
+            ),
+        }
+    )
+    return convert(table, format)
 
 
 # --- helpers: outputs ------------------------------------------------------------------------
@@ -1023,8 +1390,9 @@ def _labels_v2(
 def _check_labels(labels: np.ndarray, name: str, where: str) -> None:
     if len(labels) == 0:
         raise ValueError(f"{where}: {name} is empty; a fitted model has at least one")
-    if not _is_sorted(labels):
-        raise ValueError(f"{where}: {name} must be sorted and unique (a fitted model's labels are)")
+    # Sorted (from_transactions) or in the order fit(X, labels) was given: either way unique.
+    if not _is_sorted(labels) and len(np.unique(labels)) != len(labels):
+        raise ValueError(f"{where}: {name} must be unique (a fitted model's labels are)")
 
 
 def _max_row_norm(a: np.ndarray) -> float:

@@ -618,11 +618,19 @@ class Projection:
         ----------
         title : str, optional
             Figure title; by default it names the space and the number of points shown.
-        color : array-like of length n, or mapping label -> value, optional
-            Numbers colour the points on a continuous scale; strings or categories give one
-            legend entry per value.
-        hover : array-like of length n, or mapping label -> text, optional
-            Extra hover text shown under each point's label (for example product names).
+        color : array-like of length n, dict label -> value, or pandas Series, optional
+            A dict, or a pandas Series indexed by label (e.g.
+            ``catalogue.set_index("article_id")["category"]``), is looked up by label: its
+            order and extra entries do not matter, labels it lacks form a grey ``"(none)"``
+            group, and ``ValueError`` says so when it holds none of the labels (or repeats
+            one in its index). A plain array, list or polars Series is positional: value ``i``
+            belongs to ``labels[i]`` (the order of ``labels`` and ``coordinates``, which for
+            ``ALS.pca()`` is ``item_labels`` / ``user_labels``), and its length must be ``n``
+            (else ``ValueError``). Numbers colour the points on a continuous scale; strings or
+            categories give one legend entry per value.
+        hover : array-like of length n, dict label -> text, or pandas Series, optional
+            Extra hover text shown under each point's label (for example product names),
+            aligned like ``color`` (empty where a dict or Series lacks the label).
         max_points : int, optional
             Overrides the projection's ``max_points`` for this figure.
         marker_size, opacity : float
@@ -634,6 +642,10 @@ class Projection:
         >>> p = project(np.random.default_rng(0).normal(size=(50, 8)), np.arange(50))
         >>> fig = p.plot(title="Latent Item Space")  # doctest: +SKIP
         >>> fig.write_html("items.html")  # doctest: +SKIP
+        >>> by_category = als.pca().plot(
+        ...     color=catalogue.set_index("article_id")["category"],
+        ...     hover=catalogue.set_index("article_id")["name"],
+        ... )  # doctest: +SKIP
         """
         from rusket.plotting import projection_figure
 
@@ -652,17 +664,19 @@ class Projection:
         )
 
 
-def _aligned(values: Any, labels: np.ndarray, idx: np.ndarray, name: str) -> np.ndarray | None:
-    """Per-point values (a sequence aligned with the labels or a label -> value mapping)."""
-    if values is None:
-        return None
-    if isinstance(values, dict):
-        return np.asarray([values.get(lab) for lab in np.asarray(labels)[idx].tolist()], object)
+def _aligned(values: Any, labels: np.ndarray, idx: np.ndarray, name: str) -> Any:
+    """The values of the sampled points ``idx``: a dict or pandas Series (keyed by label) is
+    passed on for lookup by label; a sequence (one value per label, in label order) is checked
+    and sampled."""
+    from rusket.plotting import _is_by_label
+
+    if values is None or _is_by_label(values):
+        return values
     arr = np.asarray(values)
     if arr.ndim != 1 or len(arr) != len(labels):
         raise ValueError(
-            f"{name} must have one value per point ({len(labels)}), or be a dict keyed by "
-            f"label; got shape {arr.shape}"
+            f"{name} must have one value per point ({len(labels)}) in the order of the labels, "
+            f"or be a dict / pandas Series keyed by label; got shape {arr.shape}"
         )
     return arr[idx]
 

@@ -5,24 +5,99 @@ Most users get here through :meth:`rusket.pca.Projection.plot` (``ALS.pca().plot
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
 
 from rusket._optional import require
 
-__all__ = ["projection_figure"]
+__all__ = ["projection_figure", "values_by_label"]
 
 _AXES = ("x", "y", "z")
 
 
+def _is_missing(v: Any) -> bool:
+    """None, NaN, NaT and pandas' NA: a point without a value."""
+    if v is None:
+        return True
+    try:
+        return bool(v != v)
+    except (TypeError, ValueError):  # pandas.NA refuses bool()
+        return True
+
+
 def _is_numeric(values: np.ndarray) -> bool:
-    if values.dtype == object:
-        return all(
-            isinstance(v, (int, float, np.integer, np.floating)) and not isinstance(v, bool)
-            for v in values.tolist()
+    """Numbers (bools excluded), ignoring missing values; at least one present."""
+    if values.dtype != object:
+        return np.issubdtype(values.dtype, np.number) and not np.issubdtype(values.dtype, np.bool_)
+    present = [v for v in values.tolist() if not _is_missing(v)]
+    return bool(present) and all(
+        isinstance(v, (int, float, np.integer, np.floating)) and not isinstance(v, bool)
+        for v in present
+    )
+
+
+def _is_by_label(values: Any) -> bool:
+    """A mapping or a pandas Series: values keyed by label, not by position."""
+    if isinstance(values, Mapping):
+        return True
+    kind = type(values)
+    return kind.__module__.split(".")[0] == "pandas" and kind.__name__ == "Series"
+
+
+def values_by_label(values: Any, labels: np.ndarray, name: str) -> np.ndarray:
+    """The value of every label, looked up in a mapping label -> value or a pandas Series
+    indexed by label; labels it lacks get None (drawn as a "(none)" group).
+
+    ``ValueError`` when a Series index has duplicates, and when no label at all is found (the
+    keys are of another kind, or the Series is not indexed by the ids: e.g.
+    ``catalogue.set_index("article_id")["category"]``).
+
+    Examples
+    --------
+    >>> import numpy as np, pandas as pd
+    >>> s = pd.Series(["bags", "shoes"], index=["sku-2", "sku-1"])
+    >>> values_by_label(s, np.array(["sku-1", "sku-2", "sku-3"], dtype=object), "color").tolist()
+    ['shoes', 'bags', None]
+    """
+    if isinstance(values, Mapping):
+        mapping = dict(values)
+    else:
+        index = values.index
+        if not index.is_unique:
+            dup = index[index.duplicated()].tolist()[0]
+            raise ValueError(
+                f"{name}: the Series index holds label {dup!r} more than once; give one value "
+                "per label"
+            )
+        mapping = dict(zip(index.tolist(), values.tolist(), strict=True))
+    keys = np.asarray(labels).tolist()
+    out = np.empty(len(keys), dtype=object)
+    out[:] = [mapping.get(k) for k in keys]
+    if keys and all(k not in mapping for k in keys):
+        sample = next(iter(mapping), None)
+        raise ValueError(
+            f"{name}: none of the {len(keys)} point labels (e.g. {keys[0]!r}) is a key of the "
+            f"{type(values).__name__} (e.g. {sample!r}); index it by the ids, e.g. "
+            'catalogue.set_index("article_id")["category"]'
         )
-    return np.issubdtype(values.dtype, np.number) and not np.issubdtype(values.dtype, np.bool_)
+    return out
+
+
+def _point_values(values: Any, labels: np.ndarray, name: str) -> np.ndarray | None:
+    """Per-point values: by label for a mapping / Series, else by position (one per point)."""
+    if values is None:
+        return None
+    if _is_by_label(values):
+        return values_by_label(values, labels, name)
+    arr = np.asarray(values)
+    if arr.ndim != 1 or len(arr) != len(labels):
+        raise ValueError(
+            f"{name} must have one value per point ({len(labels)}) in the order of the labels, "
+            f"or be a dict / pandas Series keyed by label; got shape {arr.shape}"
+        )
+    return arr
 
 
 def projection_figure(
@@ -32,8 +107,8 @@ def projection_figure(
     axis_ratios: np.ndarray | None = None,
     id_name: str = "item_id",
     title: str | None = None,
-    color: np.ndarray | None = None,
-    hover: np.ndarray | None = None,
+    color: Any = None,
+    hover: Any = None,
     n_total: int | None = None,
     marker_size: float = 3.0,
     opacity: float = 0.8,
@@ -52,10 +127,13 @@ def projection_figure(
         Name of the ids in the hover text (``item_id`` / ``user_id``).
     title : str, optional
         Figure title; a default names the space and the number of points.
-    color : ndarray of shape (n,), optional
+    color : array-like of shape (n,), mapping label -> value, or pandas Series, optional
+        An array or list is taken in the order of ``labels`` (one value per point); a dict or
+        a pandas Series indexed by label is looked up by label (see :func:`values_by_label`).
         Numbers give a continuous colour scale; anything else one legend entry per value.
-    hover : ndarray of shape (n,), optional
-        Extra hover text per point.
+        Points without a value form a grey ``"(none)"`` group.
+    hover : array-like of shape (n,), mapping or pandas Series, optional
+        Extra hover text per point, aligned like ``color`` (empty for points without one).
     n_total : int, optional
         Size of the whole space when ``coordinates`` is a sample (said in the title).
     marker_size, opacity : float
@@ -95,9 +173,17 @@ def projection_figure(
             name += f" ({100 * float(axis_ratios[j]):.1f}%)"
         axis_titles.append(name)
 
+    hover_values = _point_values(hover, labels, "hover")
+    hover_text = (
+        None
+        if hover_values is None
+        else ["" if _is_missing(h) else str(h) for h in hover_values.tolist()]
+    )
+    color = _point_values(color, labels, "color")
+
     coord_lines = "<br>".join(f"PC{j + 1}=%{{{_AXES[j]}:.3f}}" for j in range(k))
     template = f"<b>{id_name}=%{{text}}</b>"
-    if hover is not None:
+    if hover_text is not None:
         template += "<br>%{customdata}"
     template += f"<br>{coord_lines}<extra></extra>"
     scatter = go.Scatter3d if k == 3 else go.Scatter
@@ -115,28 +201,35 @@ def projection_figure(
         }
         if k == 3:
             kw["z"] = coords[mask, 2]
-        if hover is not None:
-            kw["customdata"] = [str(h) for h, m in zip(hover.tolist(), mask, strict=True) if m]
+        if hover_text is not None:
+            kw["customdata"] = [h for h, m in zip(hover_text, mask, strict=True) if m]
         return scatter(**kw)
 
     everything = np.ones(n, dtype=bool)
     if color is None:
         traces = [trace(everything, None, {})]
     else:
-        color = np.asarray(color)
-        if len(color) != n:
-            raise ValueError(f"color must have one value per point ({n}); got {len(color)}")
+        missing = np.array([_is_missing(c) for c in color.tolist()], dtype=bool)
         if _is_numeric(color):
+            present = ~missing
             marker = {
-                "color": color.astype(float),
+                "color": np.asarray(color[present], dtype=float),
                 "colorscale": "Viridis",
                 "showscale": True,
             }
-            traces = [trace(everything, None, marker)]
+            traces = [trace(present, None, marker)]
+            if missing.any():
+                traces.append(trace(missing, "(none)", {"color": "lightgrey"}))
         else:
-            keys = np.asarray(["(none)" if c is None else str(c) for c in color.tolist()])
+            keys = np.asarray(
+                ["(none)" if m else str(c) for c, m in zip(color.tolist(), missing, strict=True)]
+            )
             _, first = np.unique(keys, return_index=True)
-            traces = [trace(keys == keys[i], str(keys[i]), {}) for i in sorted(first)]
+            grey = {"color": "lightgrey"}
+            traces = [
+                trace(keys == keys[i], str(keys[i]), grey if missing[i] else {})
+                for i in sorted(first)
+            ]
 
     if title is None:
         space = "Item" if id_name == "item_id" else "User" if id_name == "user_id" else id_name

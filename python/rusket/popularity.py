@@ -21,18 +21,19 @@ class Popularity(Recommender):
 
     The score of an article is the number of distinct customers who bought it (a customer whose
     summed rating of the article is 0 did not buy it; how much or how often a customer bought
-    does not count). Equal scores are ranked by article label order, so results are
+    does not count). Equal scores are ranked in ``item_labels`` order, so results are
     deterministic. Scores are float32: exact up to 2**24 (16.7 million) buyers per article.
 
     No parameters. Offers ``recommend_items``, ``recommend_users`` (every customer scores the
-    same for one article, so they come in label order), ``batch_recommend``, ``evaluate``,
-    ``save`` / ``load``; there are no latent factors, hence no ``similar_items``, exports or
-    ``pca``.
+    same for one article, so they come in ``user_labels`` order), ``batch_recommend``,
+    ``score`` (the article's buyer count, whoever the customer), ``evaluate``, ``save`` /
+    ``load``; there are no latent factors, hence no ``similar_items``, exports or ``pca``.
 
     Attributes
     ----------
     user_labels, item_labels : ndarray
-        The sorted user / item labels seen in training (ints or strings).
+        The user / item labels seen in training (ints or strings): sorted after
+        ``from_transactions``, in the caller's row / column order after ``fit``.
     buyer_counts : ndarray of int64
         The number of buyers of each item, in ``item_labels`` order.
 
@@ -60,9 +61,24 @@ class Popularity(Recommender):
     ) -> Popularity:
         """Fit straight from order lines in a pandas, polars, pyarrow or Spark frame.
 
-        Callable on the class or on an instance; returns the fitted model. ``rating_col``
-        (optional, non-negative) only decides which rows are purchases: a (customer, article)
-        pair whose ratings sum to 0 is none.
+        Callable on the class or on an instance; returns the fitted model.
+
+        Parameters
+        ----------
+        data : DataFrame
+            pandas, polars (eager or lazy), pyarrow ``Table`` or Spark ``DataFrame``.
+        transaction_col : str
+            The customer id column (ints or strings): one "user" per distinct value. Give the
+            customer, not the order: an order (basket) id there makes every basket its own
+            user, who is then never recognised again.
+        item_col : str
+            The article id column (ints or strings).
+        rating_col : str, optional
+            Non-negative numbers that only decide which rows are purchases: a (customer,
+            article) pair whose ratings sum to 0 is none. ``None`` counts every row.
+
+        An unknown keyword (``user_col=...``) raises ``TypeError`` naming the valid arguments
+        and the nearest one.
 
         Examples
         --------
@@ -78,7 +94,8 @@ class Popularity(Recommender):
     def fit(self, X: Any, user_labels: Any = None, item_labels: Any = None) -> Popularity:
         """Fit on a scipy sparse matrix of ratings with users as rows and items as columns.
 
-        ``user_labels`` / ``item_labels`` name the rows and columns (default ``0..n-1``).
+        ``user_labels`` / ``item_labels`` name the rows and columns (default ``0..n-1``, any
+        order, unique); the model keeps that order: ``item_labels[j]`` is column ``j``.
 
         Examples
         --------
