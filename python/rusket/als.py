@@ -86,7 +86,13 @@ class ALS(FactorModel):
         Latent vectors, rows in the order of ``user_labels`` / ``item_labels``
         (aliases: ``user_embeddings``, ``item_embeddings``).
     user_labels, item_labels : ndarray
-        The sorted user / item labels seen in training (ints or strings).
+        The user / item labels seen in training (ints or strings): sorted after
+        ``from_transactions``, in the caller's order after ``fit``.
+    regularization_ : float
+        The L2 penalty used (the value of ``"auto"``).
+    loss_history_ : list of float
+        With ``progress=True``, the training objective after each iteration (the bar shows it
+        divided by the number of interactions); empty otherwise: use ``training_loss()``.
 
     Examples
     --------
@@ -181,7 +187,10 @@ class ALS(FactorModel):
         data : DataFrame
             pandas, polars (eager or lazy), pyarrow ``Table`` or Spark ``DataFrame``.
         transaction_col : str
-            The user (customer) id column: ints or strings.
+            The customer id column (ints or strings): one user per distinct value. Give the
+            customer, not the order: an order (basket) id there makes every basket its own
+            user, never recognised again. An unknown keyword raises ``TypeError`` naming the
+            valid arguments and the nearest one.
         item_col : str
             The item (article) id column: ints or strings.
         rating_col : str, optional
@@ -209,7 +218,9 @@ class ALS(FactorModel):
     ) -> ALS:
         """Fit on a scipy sparse matrix of ratings with users as rows and items as columns.
 
-        ``user_labels`` / ``item_labels`` name the rows and columns (default ``0..n-1``).
+        ``user_labels`` / ``item_labels`` name the rows and columns (default ``0..n-1``). The
+        model keeps the caller's order: row ``i`` of ``X`` and of ``user_factors`` is
+        ``user_labels[i]`` (the same for columns).
 
         Examples
         --------
