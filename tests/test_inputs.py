@@ -122,6 +122,9 @@ def test_unsupported_data_type():
     with pytest.raises(TypeError, match="pandas, polars"):
         rusket.ALS().from_transactions({"a": [1]}, "a", "b")
     with pytest.raises(TypeError, match="transaction_col"):
+        rusket.ALS().from_transactions(pd.DataFrame({"a": [1]}), 0.5, "a")
+    # Integer names are column names (pandas without a header line): this one is missing.
+    with pytest.raises(KeyError, match="column 0 is not in the data"):
         rusket.ALS().from_transactions(pd.DataFrame({"a": [1]}), 0, "a")
     with pytest.raises(ValueError, match="must differ"):
         rusket.ALS().from_transactions(pd.DataFrame({"a": [1]}), "a", "a")

@@ -456,6 +456,63 @@ def test_other_bad_parameters() -> None:
         PCA(svd_solver="randomized", random_state="seed").fit(X)
 
 
+def test_thread_count_is_bounded() -> None:
+    X = DATASETS["random"][0]
+    for bad in (1025, 10**6):
+        with pytest.raises(ValueError, match="num_threads must be at most 1024"):
+            PCA(num_threads=bad).fit(X)
+    with pytest.raises(ValueError, match="num_threads must be at most 1024"):
+        _core.pca_fit(X, n_components=2, solver="full", num_threads=10**6)
+
+
+@pytest.mark.parametrize("oversamples", [2**63, 2**64 - 1, 2**64 + 5, 2**100])
+def test_n_oversamples_whose_sum_overflows_is_a_value_error(oversamples: int) -> None:
+    X = np.random.default_rng(0).normal(size=(50, 5))
+    for solver in ("randomized", "full"):
+        with pytest.raises(ValueError, match="n_oversamples=.* is too large"):
+            PCA(n_components=2, svd_solver=solver, n_oversamples=oversamples).fit(X)
+    with pytest.raises(ValueError, match="n_oversamples"):
+        PCA(n_components=2, n_oversamples=True).fit(X)  # type: ignore[arg-type]
+
+
+def test_n_oversamples_beyond_the_rank_is_the_full_subspace() -> None:
+    X = np.random.default_rng(0).normal(size=(50, 5))
+    big = PCA(n_components=2, svd_solver="randomized", n_oversamples=2**62, random_state=0)
+    small = PCA(n_components=2, svd_solver="randomized", n_oversamples=3, random_state=0)
+    big.fit(X), small.fit(X)
+    assert big.components_.shape == (2, 5)
+    np.testing.assert_array_equal(big.components_, small.components_)
+    # The native function checks the sum itself (64-bit sizes).
+    with pytest.raises(ValueError, match="n_oversamples overflows"):
+        _core.pca_fit(X, n_components=2, solver="randomized", n_oversamples=2**64 - 1)
+
+
+@pytest.mark.parametrize("scale", [1e155, 1e200, 1e300])
+@pytest.mark.parametrize("solver", ["full", "randomized"])
+@pytest.mark.parametrize("shape", [(100, 3), (6, 40)])
+def test_values_near_the_float64_limit_raise_instead_of_nan(
+    scale: float, solver: str, shape: tuple[int, int]
+) -> None:
+    X = np.random.default_rng(1).normal(size=shape) * scale
+    with pytest.raises(ValueError, match=r"too large for float64.*Rescale X"):
+        PCA(n_components=2, svd_solver=solver).fit(X)
+    # Rescaled as the message says, the same data fits; its components are those of X.
+    fitted = PCA(n_components=2, svd_solver=solver, random_state=0).fit(X / np.abs(X).max())
+    assert np.isfinite(fitted.components_).all() and (fitted.explained_variance_ > 0).all()
+
+
+def test_column_sums_that_overflow_raise_and_large_finite_data_is_exact() -> None:
+    X = np.full((20, 2), 1.5e308)
+    X[:, 0] -= np.arange(20) * 1e300
+    with pytest.raises(ValueError, match="column sums overflow"):
+        PCA(n_components=1).fit(X)
+    # 1e150: squares of deviations still fit: the variances are the scaled ones.
+    Y = DATASETS["random"][0]
+    big, ref = PCA(n_components=3).fit(Y * 1e150), PCA(n_components=3).fit(Y)
+    np.testing.assert_allclose(big.explained_variance_, ref.explained_variance_ * 1e300, rtol=1e-9)
+    np.testing.assert_allclose(big.components_, ref.components_, atol=1e-9)
+
+
 def test_bad_shapes() -> None:
     with pytest.raises(ValueError, match="2-d array"):
         PCA(1).fit(np.arange(10.0))

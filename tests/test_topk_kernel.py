@@ -15,8 +15,9 @@ from rusket import _core
 
 def reference_topk(q, v, n, indptr=None, indices=None):
     """Slow numpy top-n: float64 scores, order (-score, index), excluded items removed, padded
-    with -1 / NaN."""
+    with -1 / NaN; ``min(n, n_items)`` columns, like the kernel."""
     m, n_items = q.shape[0], v.shape[0]
+    n = min(n, n_items)
     scores = q.astype(np.float64) @ v.astype(np.float64).T
     out_i = np.full((m, n), -1, dtype=np.int64)
     out_s = np.full((m, n), np.nan)
@@ -36,7 +37,7 @@ def assert_exact(q, v, n, indptr=None, indices=None, **kw):
     idx, sc = _core.topk(q, v, n, exclude_indptr=indptr, exclude_indices=indices, **kw)
     ri, rs, _ = reference_topk(q, v, n, indptr, indices)
     assert idx.dtype == np.int32 and sc.dtype == np.float32
-    assert idx.shape == sc.shape == (q.shape[0], n)
+    assert idx.shape == sc.shape == (q.shape[0], min(n, v.shape[0]))
     np.testing.assert_array_equal(idx, ri)
     np.testing.assert_array_equal(sc, rs.astype(np.float32))
     return idx, sc
@@ -131,6 +132,7 @@ def test_n_larger_than_unseen_items_pads_with_minus_one_and_nan():
     q, v = ints(rng, (7, 3)), ints(rng, (9, 3))
     indptr, indices = random_csr(rng, 7, 9, 6)
     idx, sc = assert_exact(q, v, 12, indptr, indices)
+    assert idx.shape == (7, 9)  # n = 12 > 9 items: 9 columns
     unseen = 9 - np.array([len(set(indices[indptr[u] : indptr[u + 1]])) for u in range(7)])
     assert ((idx >= 0).sum(axis=1) == unseen).all()
     assert (np.isnan(sc) == (idx < 0)).all()
@@ -162,16 +164,18 @@ def test_single_factor_and_single_user_and_item():
     idx, sc = assert_exact(q, v, 2)
     assert idx.tolist() == [[1, 3], [2, 0], [0, 1]]
     assert sc.tolist() == [[6.0, 6.0], [2.0, -1.0], [0.0, 0.0]]
+    # n = 3 but one item: one column.
     idx, sc = _core.topk(np.ones((1, 1), np.float32), np.ones((1, 1), np.float32), 3)
-    assert idx.tolist() == [[0, -1, -1]] and sc[0, 0] == 1.0 and np.isnan(sc[0, 1:]).all()
+    assert idx.tolist() == [[0]] and sc.tolist() == [[1.0]]
 
 
 def test_empty_query_and_empty_items():
     v = np.ones((5, 3), dtype=np.float32)
     idx, sc = _core.topk(np.ones((0, 3), np.float32), v, 4)
     assert idx.shape == sc.shape == (0, 4)
+    # No items: no candidates, rows of width 0.
     idx, sc = _core.topk(np.ones((2, 3), np.float32), np.ones((0, 3), np.float32), 2)
-    assert (idx == -1).all() and np.isnan(sc).all()
+    assert idx.shape == sc.shape == (2, 0)
 
 
 # --- real-valued factors ------------------------------------------------------------------------

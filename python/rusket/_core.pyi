@@ -6,6 +6,8 @@ import numpy.typing as npt
 __version__: str
 
 # --- ALS (src/bindings/als.rs) ---------------------------------------------------------------
+# Every num_threads (here and below) is 0 (all cores) to 1024 (rusket._validation.MAX_THREADS).
+# `target` is written in place: it must be writeable and share no memory with the other arrays.
 
 def als_solve_side(
     indptr: npt.NDArray[np.int64],
@@ -34,6 +36,7 @@ def als_loss(
 # (end of ALS section)
 
 # --- top-k scoring (src/bindings/topk.rs) ----------------------------------------------------
+# Returns (indices, scores) of shape (m, min(n, n_items)): any n >= 1 costs at most n_items.
 
 def topk(
     query: npt.NDArray[np.float32],
@@ -48,6 +51,8 @@ def topk(
 # (end of top-k section)
 
 # --- PCA (src/bindings/pca.rs) ---------------------------------------------------------------
+# n_components + n_oversamples must not overflow 64 bits; data whose variances overflow float64
+# is a ValueError.
 
 def pca_fit(
     x: npt.NDArray[np.float32] | npt.NDArray[np.float64],

@@ -7,6 +7,8 @@ checked, then the ids are encoded against their sorted unique labels.
 
 from __future__ import annotations
 
+import numbers
+from collections.abc import Hashable
 from dataclasses import dataclass
 from typing import Any
 
@@ -35,18 +37,80 @@ def _kind(data: Any) -> str:
     )
 
 
-def _columns_of(data: Any, kind: str) -> list[str]:
+def _columns_of(data: Any, kind: str) -> list[Any]:
+    """The column names as the frame holds them: strings, except pandas, whose columns may also
+    be integers (``pd.read_csv(header=None)`` names them 0, 1, 2, ...)."""
     if kind == "polars-lazy":
         return list(data.collect_schema().names())
     if kind in ("arrow", "arrow-batch"):
         return list(data.schema.names)
-    return [str(c) for c in data.columns]
+    return list(data.columns)
 
 
-def to_arrow(data: Any, columns: list[str]) -> pa.Table:
-    """Select ``columns`` of any supported frame as a pyarrow Table.
+def check_column_name(arg: str, value: Any, *, optional: bool = False) -> None:
+    """A column name is a string or an integer (pandas frames read without a header line name
+    their columns 0, 1, 2, ...); ``TypeError`` naming the argument otherwise.
+
+    >>> check_column_name("item_col", 1)
+    >>> check_column_name("item_col", True)
+    Traceback (most recent call last):
+    ...
+    TypeError: item_col must be a column name (str, or int for pandas columns), got True
+    """
+    if value is None and optional:
+        return
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (str, numbers.Integral)):
+        raise TypeError(
+            f"{arg} must be a column name (str, or int for pandas columns)"
+            + (" or None" if optional else "")
+            + f", got {value!r}"
+        )
+
+
+def _pandas_to_arrow(data: Any, columns: list[Any]) -> pa.Table:
+    """The pandas columns ``columns`` as an Arrow table (fields named ``str(column)``); a column
+    Arrow cannot read (an object column mixing numbers and strings, say) is a ``TypeError``
+    naming it instead of Arrow's own error."""
+    names = list(data.columns)
+    for c in columns:
+        count = sum(1 for name in names if _same_name(name, c))
+        if count > 1:
+            raise ValueError(
+                f"column {c!r} appears {count} times in the data; rename the duplicates "
+                "(e.g. df.columns = [...]) before fitting"
+            )
+    arrays = []
+    for c in columns:
+        try:
+            arr = pa.array(data[c], from_pandas=True)
+        except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError) as exc:
+            raise TypeError(
+                f"column {c!r} (dtype {data[c].dtype}) does not hold one type: {exc}. Ids must "
+                "be all integers or all strings, ratings all numbers (cast the column, e.g. "
+                ".astype(str) or .astype(float))"
+            ) from exc
+        arrays.append(arr if isinstance(arr, pa.ChunkedArray) else pa.chunked_array([arr]))
+    return pa.table(arrays, names=[str(c) for c in columns])
+
+
+def _same_name(a: Any, b: Any) -> bool:
+    """Column-name equality that never treats ``True`` as ``1`` nor raises on odd objects."""
+    if isinstance(a, (bool, np.bool_)) != isinstance(b, (bool, np.bool_)):
+        return False
+    if not isinstance(a, Hashable) or not isinstance(b, Hashable):
+        return False
+    try:
+        return bool(a == b)
+    except Exception:  # an exotic label type whose == fails: not the same name
+        return False
+
+
+def to_arrow(data: Any, columns: list[Any]) -> pa.Table:
+    """Select ``columns`` of any supported frame as a pyarrow Table, in that order.
 
     Raises ``KeyError`` naming a missing column and ``TypeError`` for an unsupported object.
+    Integer column names (pandas) become the field names ``"0"``, ``"1"``...: read the table's
+    columns by position.
 
     Examples
     --------
@@ -57,7 +121,7 @@ def to_arrow(data: Any, columns: list[str]) -> pa.Table:
     kind = _kind(data)
     available = _columns_of(data, kind)
     for c in columns:
-        if c not in available:
+        if not any(_same_name(a, c) for a in available):
             raise KeyError(
                 f"column {c!r} is not in the data; available columns: {available}. "
                 "Pass the right name to transaction_col / item_col / rating_col."
@@ -67,7 +131,7 @@ def to_arrow(data: Any, columns: list[str]) -> pa.Table:
     if kind == "arrow-batch":
         return pa.Table.from_batches([data]).select(columns)
     if kind == "pandas":
-        return pa.Table.from_pandas(data[columns], preserve_index=False)
+        return _pandas_to_arrow(data, columns)
     if kind == "polars":
         return data.select(columns).to_arrow()
     if kind == "polars-lazy":
@@ -84,14 +148,27 @@ def _plain(col: pa.ChunkedArray) -> pa.ChunkedArray:
     return col
 
 
-def _check_ids(col: pa.ChunkedArray, name: str) -> pa.ChunkedArray:
+def _check_ids(col: pa.ChunkedArray, name: Any) -> pa.ChunkedArray:
     col = _plain(col)
+    t = col.type
+    if pa.types.is_boolean(t):
+        raise TypeError(
+            f"column {name!r} holds booleans; ids must be integers or strings (a boolean is no "
+            "customer or article id: pass the id column itself)"
+        )
     if col.null_count:
         raise ValueError(
             f"column {name!r} has {col.null_count} null id(s) out of {len(col)} rows; "
             "drop or fill them before fitting"
         )
-    t = col.type
+    if pa.types.is_uint64(t) and len(col):
+        top = pc.max(col).as_py()
+        if top is not None and top > np.iinfo(np.int64).max:
+            raise ValueError(
+                f"column {name!r} has ids up to {top}, beyond int64: integer ids must fit int64 "
+                "(at most 2**63 - 1). Map them to smaller integers or to strings "
+                "(e.g. .astype(str))"
+            )
     if pa.types.is_integer(t):
         return col.cast(pa.int64())
     if pa.types.is_large_string(t):
@@ -102,7 +179,7 @@ def _check_ids(col: pa.ChunkedArray, name: str) -> pa.ChunkedArray:
     )
 
 
-def _check_ratings(col: pa.ChunkedArray, name: str) -> np.ndarray:
+def _check_ratings(col: pa.ChunkedArray, name: Any) -> np.ndarray:
     col = _plain(col)
     t = col.type
     if not (pa.types.is_integer(t) or pa.types.is_floating(t) or pa.types.is_decimal(t)):
@@ -154,11 +231,13 @@ class Interactions:
     def from_frame(
         cls,
         data: Any,
-        user_col: str,
-        item_col: str,
-        rating_col: str | None = None,
+        user_col: Any,
+        item_col: Any,
+        rating_col: Any = None,
     ) -> Interactions:
         """Read ``(user, item[, rating])`` rows; duplicates are summed; no ``rating_col`` counts 1.
+
+        Column names are strings, or integers for pandas frames read without a header line.
 
         Examples
         --------
@@ -168,23 +247,22 @@ class Interactions:
         >>> x.matrix.toarray().tolist(), x.user_labels.tolist()
         ([[2.0, 0.0], [0.0, 1.0]], ['a', 'b'])
         """
-        for arg, value in (("transaction_col", user_col), ("item_col", item_col)):
-            if not isinstance(value, str):
-                raise TypeError(f"{arg} must be a column name (str), got {value!r}")
-        if rating_col is not None and not isinstance(rating_col, str):
-            raise TypeError(f"rating_col must be a column name (str) or None, got {rating_col!r}")
+        check_column_name("transaction_col", user_col)
+        check_column_name("item_col", item_col)
+        check_column_name("rating_col", rating_col, optional=True)
         cols = [user_col, item_col] + ([rating_col] if rating_col is not None else [])
-        if len(set(cols)) != len(cols):
+        if any(_same_name(a, b) for k, a in enumerate(cols) for b in cols[k + 1 :]):
             raise ValueError(f"transaction_col, item_col and rating_col must differ; got {cols}")
         table = to_arrow(data, cols)
         if table.num_rows == 0:
             raise ValueError("the data has no rows: a model needs at least one interaction")
-        users = _check_ids(table[user_col], user_col)
-        items = _check_ids(table[item_col], item_col)
+        # By position: integer pandas names became the Arrow field names "0", "1"...
+        users = _check_ids(table.column(0), user_col)
+        items = _check_ids(table.column(1), item_col)
         if rating_col is None:
             values = np.ones(table.num_rows)
         else:
-            values = _check_ratings(table[rating_col], rating_col)
+            values = _check_ratings(table.column(2), rating_col)
         user_labels, u = _encode(users)
         item_labels, i = _encode(items)
         return cls.from_codes(u, i, values, user_labels, item_labels)

@@ -34,6 +34,7 @@ import pyarrow as pa
 
 from rusket import _core
 from rusket._formats import convert
+from rusket._validation import check_threads
 
 if TYPE_CHECKING:  # pragma: no cover
     import numpy.typing as npt
@@ -41,6 +42,8 @@ if TYPE_CHECKING:  # pragma: no cover
 __all__ = ["PCA", "NotFittedError", "Projection", "project"]
 
 SVD_SOLVERS = ("auto", "full", "covariance_eigh", "randomized")
+#: Largest ``n_components + n_oversamples`` passed to the native solver (its sizes are 64-bit).
+_MAX_SUBSPACE = 2**63 - 1
 
 try:  # scikit-learn is optional: inherit its bases and its NotFittedError when it is there.
     from sklearn.base import BaseEstimator as _Base
@@ -177,7 +180,8 @@ class PCA(_Transformer, _Base):  # type: ignore[misc]
     n_oversamples : int, default=10
         Extra random directions of the randomized solver.
     num_threads : int, default=0
-        Threads for the Rust kernels (0 = all cores). Results do not depend on it.
+        Threads for the Rust kernels (0 = all cores, at most 1024). Results do not depend on
+        it.
 
     Attributes
     ----------
@@ -270,14 +274,25 @@ class PCA(_Transformer, _Base):  # type: ignore[misc]
             raise ValueError(f"n_components must be an int, a float in (0, 1) or None; got {nc!r}")
         if not isinstance(self.whiten, (bool, np.bool_)):
             raise ValueError(f"whiten must be True or False; got {self.whiten!r}")
-        if not isinstance(self.n_oversamples, numbers.Integral) or self.n_oversamples < 0:
-            raise ValueError(f"n_oversamples must be an int >= 0; got {self.n_oversamples!r}")
+        ov = self.n_oversamples
+        if isinstance(ov, bool) or not isinstance(ov, numbers.Integral) or ov < 0:
+            raise ValueError(f"n_oversamples must be an int >= 0; got {ov!r}")
+        k = nc if isinstance(nc, int) else r
+        if k + int(ov) > _MAX_SUBSPACE:
+            # The native side counts in 64 bits: a sum past that would wrap around.
+            raise ValueError(
+                f"n_oversamples={ov} is too large: n_components + n_oversamples must be below "
+                f"2**63; the randomized solver never uses more than min(n_samples, n_features)"
+                f"={r} directions in all, so n_oversamples={max(r - k, 0)} is already the most "
+                "that helps"
+            )
         ip = self.iterated_power
         if not (ip == "auto" or (isinstance(ip, numbers.Integral) and ip >= 0)):
             raise ValueError(f"iterated_power must be 'auto' or an int >= 0; got {ip!r}")
         nt = self.num_threads
         if not isinstance(nt, numbers.Integral) or isinstance(nt, bool) or nt < 0:
             raise ValueError(f"num_threads must be an int >= 0 (0 = all cores); got {nt!r}")
+        check_threads(nt)
         if solver == "auto":
             exact = (
                 (n_features <= 1000 and n_samples >= n_features)

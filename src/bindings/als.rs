@@ -1,16 +1,20 @@
 //! ALS half-steps and loss for Python.
 
-use numpy::{PyReadonlyArray1, PyReadonlyArray2, PyReadwriteArray2, PyUntypedArrayMethods};
+use numpy::{
+    BorrowError, PyArray2, PyArrayMethods, PyReadonlyArray1, PyReadonlyArray2,
+    PyUntypedArrayMethods,
+};
 use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
 
-use super::{csr, slice2};
+use super::{byte_range, check_disjoint, csr, slice2};
 use crate::kernels::als::{loss, solve_side, Solver};
 use crate::kernels::pool::with_threads;
 
 /// Recomputes every row of `target` in place with `fixed` held constant.
 /// `indptr/indices/data` is the CSR matrix whose rows are `target`'s rows and whose values are
-/// the confidences `c = 1 + alpha * r` of the observed pairs.
+/// the confidences `c = 1 + alpha * r` of the observed pairs. `target` must be writeable and
+/// share no memory with the other arrays (`ValueError` otherwise).
 #[pyfunction(name = "als_solve_side")]
 #[pyo3(signature = (indptr, indices, data, fixed, target, *, regularization, solver, cg_steps, num_threads, tol=0.0))]
 #[allow(clippy::too_many_arguments)]
@@ -20,7 +24,7 @@ fn als_solve_side_py(
     indices: PyReadonlyArray1<'_, i32>,
     data: PyReadonlyArray1<'_, f32>,
     fixed: PyReadonlyArray2<'_, f32>,
-    mut target: PyReadwriteArray2<'_, f32>,
+    target: Bound<'_, PyArray2<f32>>,
     regularization: f32,
     solver: &str,
     cg_steps: usize,
@@ -39,6 +43,30 @@ fn als_solve_side_py(
     if !target.is_c_contiguous() {
         return Err(PyValueError::new_err("target must be a C-contiguous array"));
     }
+    // Compare the bytes before borrowing `target` mutably: an overlap seen by numpy's borrow
+    // tracking (views of one base array) and one it cannot see (separate buffer views of one
+    // memory) give the same error.
+    let start = target.data() as usize;
+    let out = (start, start + target.len() * std::mem::size_of::<f32>());
+    check_disjoint(
+        out,
+        "target",
+        &[
+            (byte_range(fixed_s), "fixed"),
+            (byte_range(m.indptr), "indptr"),
+            (byte_range(m.indices), "indices"),
+            (byte_range(m.data), "data"),
+        ],
+    )?;
+    let mut target = target.try_readwrite().map_err(|e| match e {
+        BorrowError::NotWriteable => {
+            PyValueError::new_err("target is read-only; pass a writeable array")
+        }
+        _ => PyValueError::new_err(
+            "target is already borrowed (it shares memory with another argument); pass a \
+             separate array",
+        ),
+    })?;
     let target_s = target
         .as_slice_mut()
         .map_err(|_| PyValueError::new_err("target must be a C-contiguous array"))?;

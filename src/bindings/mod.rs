@@ -36,6 +36,32 @@ pub(crate) fn slice2<'a, T: numpy::Element>(
     Ok((s, shape[0], shape[1]))
 }
 
+/// The bytes `[start, end)` a slice occupies.
+pub(crate) fn byte_range<T>(s: &[T]) -> (usize, usize) {
+    let start = s.as_ptr() as usize;
+    (start, start + std::mem::size_of_val(s))
+}
+
+/// `ValueError` when the bytes `out` of the array written to (`out_name`) overlap the bytes of
+/// one of the `inputs` (`(bytes, name)`). Arrays that share memory through separate buffer views
+/// (two `np.frombuffer` of one buffer, say) are not seen by numpy's borrow tracking: writing to
+/// one while reading the other through a shared slice would be undefined behaviour in Rust.
+pub(crate) fn check_disjoint(
+    out: (usize, usize),
+    out_name: &str,
+    inputs: &[((usize, usize), &str)],
+) -> PyResult<()> {
+    for &((start, end), name) in inputs {
+        if start < end && out.0 < out.1 && start < out.1 && out.0 < end {
+            return Err(PyValueError::new_err(format!(
+                "{out_name} shares memory with {name}; the array written to must not overlap an \
+                 input (pass a separate array, e.g. {name}.copy())"
+            )));
+        }
+    }
+    Ok(())
+}
+
 /// A checked CSR view over three borrowed arrays.
 pub(crate) fn csr<'a>(
     indptr: &'a PyReadonlyArray1<'_, i64>,

@@ -28,8 +28,9 @@ type TopKArrays<'py> = (Bound<'py, PyArray2<i32>>, Bound<'py, PyArray2<f32>>);
 
 /// For every row of `query`, the `n` items of `items` with the highest dot product, best first,
 /// ties by lower item index; items listed in the CSR row `exclude_indices[exclude_indptr[u]:
-/// exclude_indptr[u+1]]` are skipped for row `u`. Returns `(indices int32 [m, n], scores
-/// float32 [m, n])`, padded with -1 / NaN where fewer than `n` candidates remain.
+/// exclude_indptr[u+1]]` are skipped for row `u`. Returns `(indices int32 [m, w], scores
+/// float32 [m, w])` with `w = min(n, n_items)` (so memory never grows with `n` past the number
+/// of items), padded with -1 / NaN where fewer than `w` candidates remain.
 #[pyfunction(name = "topk")]
 #[pyo3(signature = (query, items, n, *, exclude_indptr=None, exclude_indices=None, num_threads=0))]
 fn topk_py<'py>(
@@ -71,9 +72,10 @@ fn topk_py<'py>(
             topk(q, m, v, n_items, f, n, exclude.as_ref())
         })
     })??;
-    let idx = Array2::from_shape_vec((m, n), res.indices)
+    let w = res.width;
+    let idx = Array2::from_shape_vec((m, w), res.indices)
         .map_err(|e| PyValueError::new_err(e.to_string()))?;
-    let sc = Array2::from_shape_vec((m, n), res.scores)
+    let sc = Array2::from_shape_vec((m, w), res.scores)
         .map_err(|e| PyValueError::new_err(e.to_string()))?;
     Ok((idx.into_pyarray(py), sc.into_pyarray(py)))
 }

@@ -186,11 +186,19 @@ pub fn fit<T: Element>(
         ));
     }
     let r = n.min(d);
-    if let Solver::Randomized { .. } = solver {
+    if let Solver::Randomized { oversamples, .. } = solver {
         if n_components == 0 || n_components > r {
             return Err(CoreError::Value(format!(
                 "n_components must be between 1 and min(n_samples, n_features)={r}; \
                  got {n_components}"
+            )));
+        }
+        // The subspace has min(n_components + n_oversamples, r) directions; a sum that wraps
+        // around would silently give an empty one.
+        if n_components.checked_add(oversamples).is_none() {
+            return Err(CoreError::Value(format!(
+                "n_components + n_oversamples overflows ({n_components} + {oversamples}); \
+                 more than min(n_samples, n_features)={r} directions in all add nothing"
             )));
         }
     }
@@ -203,6 +211,17 @@ pub fn fit<T: Element>(
             seed,
         } => randomized(x, n, d, n_components, oversamples, n_iter, seed),
     }?;
+    // Last guard: no NaN or infinity ever leaves as a "result" (the checks above catch the
+    // known causes with a more precise message).
+    let finite = |v: &[f64]| v.iter().all(|x| x.is_finite());
+    if !(finite(&out.mean)
+        && finite(&out.components)
+        && finite(&out.explained_variance)
+        && finite(&out.singular_values)
+        && out.total_variance.is_finite())
+    {
+        return overflow_err(x, "the fit is not finite");
+    }
     flip_signs(&mut out.components, d);
     Ok(out)
 }
@@ -246,7 +265,7 @@ fn column_means<T: Element>(x: &[T], n: usize, d: usize) -> CoreResult<Vec<f64>>
         .collect();
     let mut mean = sum_in_order(parts, d);
     if mean.iter().any(|v| !v.is_finite()) {
-        return nonfinite_err();
+        return overflow_err(x, "the column sums overflow");
     }
     let inv = 1.0 / n as f64;
     mean.iter_mut().for_each(|m| *m *= inv);
@@ -351,6 +370,24 @@ fn nonfinite_err<T>() -> CoreResult<T> {
          remove or impute them before fitting"
             .into(),
     ))
+}
+
+/// The error for a non-finite intermediate (`what` says which): NaN or infinity in `x` itself, or finite
+/// values so large (near the float64 limit) that sums or squares of them overflow.
+fn overflow_err<T, E: Element>(x: &[E], what: &str) -> CoreResult<T> {
+    let mut largest = 0.0f64;
+    for v in x {
+        let v = v.to_f64();
+        if !v.is_finite() {
+            return nonfinite_err();
+        }
+        largest = largest.max(v.abs());
+    }
+    Err(CoreError::Value(format!(
+        "X's values are too large for float64 arithmetic (largest |x| = {largest:.3e}): {what}. \
+         Rescale X first, e.g. X / np.abs(X).max() (the components do \
+         not change; the variances scale with the square of the factor)"
+    )))
 }
 
 /// Row ranges made of whole blocks of `block` rows, a function of `n` and `d` only.
@@ -509,6 +546,14 @@ fn fit_on_covariance<T: Element>(
     }
     let mean = column_means(x, n, d)?;
     let c = centred_gram(x, n, d, &mean, 1.0 / (n - 1) as f64);
+    if c.col_iter()
+        .flat_map(|col| col.iter())
+        .any(|v| !v.is_finite())
+    {
+        // Finite data whose squared deviations overflow: the variances are not representable,
+        // and an eigendecomposition of infinities would give NaN components.
+        return overflow_err(x, "the covariance (sums of squared deviations) overflows");
+    }
     solve(c, mean)
 }
 
@@ -543,6 +588,9 @@ fn centred_svd<T: Element>(x: &[T], n: usize, d: usize, mean: Vec<f64>) -> CoreR
     // Column-major `d x n`: the transposed centred matrix, `Aᵀ = V S Uᵀ`.
     centre_into(x, d, &mean, 0..n, &mut buf);
     let total_variance = buf.iter().map(|v| v * v).sum::<f64>() / (n - 1) as f64;
+    if !total_variance.is_finite() {
+        return overflow_err(x, "the sum of squared deviations overflows");
+    }
     let (v, s) = thin_svd(block_view(&buf, d))?;
     let r = n.min(d);
     let mut components = Vec::with_capacity(r * d);
@@ -697,11 +745,12 @@ fn randomized<T: Element>(
     n_iter: usize,
     seed: u64,
 ) -> CoreResult<PcaFit> {
-    let l = (k + oversamples).min(n.min(d));
+    let l = k.saturating_add(oversamples).min(n.min(d));
     // Tall data: forming AᵀA once (`n d²` flops, the float32 kernel for float32 input) costs
     // less than the `n_iter + 2` passes of `4 n d l` flops each; the iteration is then the same
     // on the d x d matrix, with the same random start.
-    if d <= n && d <= GRAM_MAX_D && d <= 4 * (n_iter + 2) * l {
+    let passes_cost = n_iter.saturating_add(2).saturating_mul(4).saturating_mul(l);
+    if d <= n && d <= GRAM_MAX_D && d <= passes_cost {
         return fit_on_covariance(x, n, d, k, |c, mean| {
             randomized_on_gram(c, mean, n, d, k, l, n_iter, seed)
         });
@@ -719,6 +768,15 @@ fn randomized<T: Element>(
         let (z, sumsq) = gram_times(x, n, d, &mean, v.as_ref());
         if step == 0 {
             total_variance = sumsq / (n - 1) as f64;
+            if !total_variance.is_finite() {
+                return overflow_err(x, "the sum of squared deviations overflows");
+            }
+        }
+        if z.col_iter()
+            .flat_map(|col| col.iter())
+            .any(|v| !v.is_finite())
+        {
+            return overflow_err(x, "a product with the centred data overflows");
         }
         v = orthonormal(z.as_ref());
     }
@@ -1250,6 +1308,67 @@ mod tests {
         assert!(fit(&x, 10, 3, 0, Solver::Covariance).is_err());
         assert!(Solver::parse("arpack", 10, 4, 0).is_err());
         assert_eq!(Solver::parse("full", 10, 4, 0).unwrap(), Solver::Covariance);
+    }
+
+    #[test]
+    fn values_near_the_float64_limit_are_an_error_not_nan() {
+        let (n, d) = (100, 3);
+        let base = data(n, d, 3);
+        let rnd = |n_iter| Solver::Randomized {
+            oversamples: 2,
+            n_iter,
+            seed: 0,
+        };
+        // Tall data: every solver forms the covariance; wide data (d > n): the thin SVD of
+        // the exact solver and the row passes of the randomized one.
+        for scale in [1e155, 1e200, 1e300] {
+            let x: Vec<f64> = base.iter().map(|v| v * scale).collect();
+            for solver in [Solver::Covariance, rnd(0), rnd(4)] {
+                let e = fit(&x, n, d, 2, solver).unwrap_err().to_string();
+                assert!(e.contains("too large") && e.contains("Rescale"), "{e}");
+            }
+            let wide: Vec<f64> = data(4, 3000, 5).iter().map(|v| v * scale).collect();
+            for solver in [Solver::Covariance, rnd(1)] {
+                let e = fit(&wide, 4, 3000, 2, solver).unwrap_err().to_string();
+                assert!(e.contains("too large"), "{e}");
+            }
+        }
+        // Column sums that overflow although every value is finite.
+        let x = vec![1.5e308; 20 * 2];
+        let e = fit(&x, 20, 2, 0, Solver::Covariance)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("column sums") && e.contains("1.500e308"), "{e}");
+        // Large but representable: exact results, scaled.
+        let x: Vec<f64> = base.iter().map(|v| v * 1e150).collect();
+        let f = fit(&x, n, d, 0, Solver::Covariance).unwrap();
+        let g = fit(&base, n, d, 0, Solver::Covariance).unwrap();
+        for (a, b) in f.explained_variance.iter().zip(&g.explained_variance) {
+            assert_close(*a, b * 1e300, 1e-9, "scaled variance");
+        }
+    }
+
+    #[test]
+    fn oversamples_whose_sum_overflows_are_an_error() {
+        let x = data(50, 5, 2);
+        for oversamples in [usize::MAX, usize::MAX - 1] {
+            let solver = Solver::Randomized {
+                oversamples,
+                n_iter: 2,
+                seed: 0,
+            };
+            let e = fit(&x, 50, 5, 2, solver).unwrap_err().to_string();
+            assert!(e.contains("overflows"), "{e}");
+        }
+        // A large sum that fits: the subspace is all 5 directions.
+        let solver = Solver::Randomized {
+            oversamples: usize::MAX - 2,
+            n_iter: 2,
+            seed: 0,
+        };
+        let f = fit(&x, 50, 5, 2, solver).unwrap();
+        assert_eq!(f.n_components(), 2);
+        assert!(f.components.iter().all(|v| v.is_finite()));
     }
 
     #[test]

@@ -2,8 +2,10 @@
 //!
 //! For every query row `q_u` the kernel returns the `n` items with the highest `q_u · v_i`, best
 //! first, ties broken by the lower item index, skipping the items listed in an optional CSR
-//! "exclude" matrix whose rows are aligned with the query rows. Rows with fewer than `n`
-//! candidates are padded with index `-1` and score NaN.
+//! "exclude" matrix whose rows are aligned with the query rows. The output has
+//! `min(n, n_items)` columns (no row can have more results, so memory follows the number of
+//! items, never `n`); rows with fewer candidates than that (excluded items) are padded with
+//! index `-1` and score NaN.
 //!
 //! How it is computed (the scores dominate: `2 · m · n_items · f` flops). The query rows are cut
 //! into blocks handed to Rayon; memory is bounded by the block, never `m x n_items`. Two scoring
@@ -49,11 +51,13 @@ const SCAN_CHUNK: usize = 32;
 /// The largest `|q| · |v|` accepted: beyond it a float32 dot product could overflow to inf/NaN.
 const MAX_SCORE_BOUND: f64 = f32::MAX as f64 / 4.0;
 
-/// The result: row-major `m x n` item indices (`-1` = padding) and scores (NaN = padding).
+/// The result: row-major `m x width` item indices (`-1` = padding) and scores (NaN = padding),
+/// `width = min(n, n_items)`.
 #[derive(Debug, Clone, PartialEq)]
 pub struct TopK {
     pub indices: Vec<i32>,
     pub scores: Vec<f32>,
+    pub width: usize,
 }
 
 /// Best first: higher score, then lower index. Scores are never NaN here (inputs are checked so
@@ -252,7 +256,8 @@ fn check_finite(name: &str, x: &[f32], f: usize) -> CoreResult<f64> {
     Ok(max_sq)
 }
 
-/// Exact top-`n` items for every query row; runs on the current Rayon pool.
+/// Exact top-`n` items for every query row; runs on the current Rayon pool. The result has
+/// `min(n, n_items)` columns, so any `n >= 1` is accepted and costs no more than `n_items`.
 ///
 /// * `query`: row-major `m x f`; `items`: row-major `n_items x f`;
 /// * `exclude`: optional CSR with `m` rows over `n_items` columns (data may be empty); the listed
@@ -336,6 +341,9 @@ pub(crate) fn topk_with(
              rescale the query or item factors"
         )));
     }
+    // No row can hold more than n_items results: the output (and every buffer below) is sized
+    // by min(n, n_items), so a huge n costs nothing.
+    let n = n.min(n_items);
     let total = m
         .checked_mul(n)
         .ok_or_else(|| CoreError::Value(format!("an output of {m} x {n} is too large")))?;
@@ -343,94 +351,97 @@ pub(crate) fn topk_with(
     let mut scores: Vec<f32> = Vec::new();
     if indices.try_reserve_exact(total).is_err() || scores.try_reserve_exact(total).is_err() {
         return Err(CoreError::Value(format!(
-            "cannot allocate an output of {m} x {n}; ask for a smaller n"
+            "cannot allocate an output of {m} x {n}; score fewer query rows per call"
         )));
     }
     indices.resize(total, -1);
     scores.resize(total, f32::NAN);
-    if m == 0 {
-        return Ok(TopK { indices, scores });
+    if m == 0 || n == 0 {
+        return Ok(TopK {
+            indices,
+            scores,
+            width: n,
+        });
     }
 
-    // Only min(n, n_items) results can be real; the rest of each row stays padding.
-    let n_eff = n.min(n_items);
-    if n_eff > 0 {
-        // Candidate buffer: room for n_eff more before a compaction, so compaction costs O(1)
-        // amortised per candidate.
-        let cap = n_eff + n_eff.max(64);
-        let path = if path == Path::Auto && fused::available() {
-            Path::Fused
-        } else if path == Path::Auto {
-            Path::Tiled
-        } else {
-            path
-        };
-        let packed = if path == Path::Fused {
-            fused::pack_items(items, n_items, f)
-        } else {
-            vec![]
-        };
-        // The fused path computes each score the same way wherever its user sits, so its block
-        // size may follow the thread count (smaller blocks for few users, to keep every thread
-        // busy); the faer path keeps a fixed layout so its rounding never depends on threads.
-        let block_users = if path == Path::Fused {
-            let per_task = m.div_ceil(4 * rayon::current_num_threads().max(1));
-            per_task
-                .next_multiple_of(fused::MR)
-                .clamp(fused::MR, fused::BLOCK_USERS)
-        } else {
-            BLOCK_USERS
-        };
-        let block_out = block_users * n;
-        indices
-            .par_chunks_mut(block_out)
-            .zip(scores.par_chunks_mut(block_out))
-            .enumerate()
-            .for_each_init(
-                || {
-                    let tile_len = if path == Path::Fused {
-                        0
-                    } else {
-                        TILE_ITEMS.min(n_items)
-                    };
-                    let tile = vec![0.0f32; block_users * tile_len];
-                    let sel: Vec<Selection> =
-                        (0..block_users).map(|_| Selection::new(cap)).collect();
-                    (tile, sel)
-                },
-                |(tile, sel), (b, (out_idx, out_sc))| {
-                    let u0 = b * block_users;
-                    let bu = out_idx.len() / n;
-                    let qblock = &query[u0 * f..(u0 + bu) * f];
-                    let sel = &mut sel[..bu];
-                    for (j, s) in sel.iter_mut().enumerate() {
-                        s.reset();
-                        if let Some(ex) = exclude {
-                            sorted_excludes(ex.row(u0 + j).0, &mut s.excl);
+    // Candidate buffer: room for n more before a compaction, so compaction costs O(1)
+    // amortised per candidate.
+    let cap = n + n.max(64);
+    let path = if path == Path::Auto && fused::available() {
+        Path::Fused
+    } else if path == Path::Auto {
+        Path::Tiled
+    } else {
+        path
+    };
+    let packed = if path == Path::Fused {
+        fused::pack_items(items, n_items, f)
+    } else {
+        vec![]
+    };
+    // The fused path computes each score the same way wherever its user sits, so its block
+    // size may follow the thread count (smaller blocks for few users, to keep every thread
+    // busy); the faer path keeps a fixed layout so its rounding never depends on threads.
+    let block_users = if path == Path::Fused {
+        let per_task = m.div_ceil(4 * rayon::current_num_threads().max(1));
+        per_task
+            .next_multiple_of(fused::MR)
+            .clamp(fused::MR, fused::BLOCK_USERS)
+    } else {
+        BLOCK_USERS
+    };
+    let block_out = block_users * n;
+    indices
+        .par_chunks_mut(block_out)
+        .zip(scores.par_chunks_mut(block_out))
+        .enumerate()
+        .for_each_init(
+            || {
+                let tile_len = if path == Path::Fused {
+                    0
+                } else {
+                    TILE_ITEMS.min(n_items)
+                };
+                let tile = vec![0.0f32; block_users * tile_len];
+                let sel: Vec<Selection> = (0..block_users).map(|_| Selection::new(cap)).collect();
+                (tile, sel)
+            },
+            |(tile, sel), (b, (out_idx, out_sc))| {
+                let u0 = b * block_users;
+                let bu = out_idx.len() / n;
+                let qblock = &query[u0 * f..(u0 + bu) * f];
+                let sel = &mut sel[..bu];
+                for (j, s) in sel.iter_mut().enumerate() {
+                    s.reset();
+                    if let Some(ex) = exclude {
+                        sorted_excludes(ex.row(u0 + j).0, &mut s.excl);
+                    }
+                }
+                if path == Path::Fused {
+                    fused::block(qblock, &packed, n_items, f, sel, n, cap);
+                } else {
+                    let mut i0 = 0;
+                    while i0 < n_items {
+                        let bi = TILE_ITEMS.min(n_items - i0);
+                        let t = &mut tile[..bi * bu];
+                        score_tile(&items[i0 * f..(i0 + bi) * f], bi, qblock, bu, f, t);
+                        for (j, s) in sel.iter_mut().enumerate() {
+                            s.scan(&t[j * bi..(j + 1) * bi], i0 as u32, n, cap);
                         }
+                        i0 += bi;
                     }
-                    if path == Path::Fused {
-                        fused::block(qblock, &packed, n_items, f, sel, n_eff, cap);
-                    } else {
-                        let mut i0 = 0;
-                        while i0 < n_items {
-                            let bi = TILE_ITEMS.min(n_items - i0);
-                            let t = &mut tile[..bi * bu];
-                            score_tile(&items[i0 * f..(i0 + bi) * f], bi, qblock, bu, f, t);
-                            for (j, s) in sel.iter_mut().enumerate() {
-                                s.scan(&t[j * bi..(j + 1) * bi], i0 as u32, n_eff, cap);
-                            }
-                            i0 += bi;
-                        }
-                    }
-                    for (j, s) in sel.iter_mut().enumerate() {
-                        let r = j * n..j * n + n_eff;
-                        s.finish(&mut out_idx[r.clone()], &mut out_sc[r]);
-                    }
-                },
-            );
-    }
-    Ok(TopK { indices, scores })
+                }
+                for (j, s) in sel.iter_mut().enumerate() {
+                    let r = j * n..(j + 1) * n;
+                    s.finish(&mut out_idx[r.clone()], &mut out_sc[r]);
+                }
+            },
+        );
+    Ok(TopK {
+        indices,
+        scores,
+        width: n,
+    })
 }
 
 /// `out` (column-major `bi x bu`, i.e. user-major: user `j`'s scores over the tile are
@@ -628,6 +639,7 @@ mod tests {
     ) -> (Vec<i32>, Vec<f32>) {
         let m = q.len().checked_div(f).unwrap_or(0);
         let n_items = v.len() / f;
+        let n = n.min(n_items);
         let mut oi = vec![-1; m * n];
         let mut os = vec![f32::NAN; m * n];
         for u in 0..m {
@@ -783,11 +795,34 @@ mod tests {
         // row 0 excludes every item (unsorted, duplicated), row 1 excludes item 2 only.
         let p = [0i64, 4, 5];
         let ix = [2, 0, 1, 0, 2];
+        // n = 5 > 3 items: the rows are 3 wide.
         let got = run(&q, 2, &v, 3, 1, 5, Some((&p, &ix)));
-        assert_eq!(got.indices, vec![-1, -1, -1, -1, -1, 0, 1, -1, -1, -1]);
-        assert!(got.scores[..5].iter().all(|s| s.is_nan()));
-        assert_eq!(&got.scores[5..7], &[-1.0, -2.0]);
-        assert!(got.scores[7..].iter().all(|s| s.is_nan()));
+        assert_eq!(got.width, 3);
+        assert_eq!(got.indices, vec![-1, -1, -1, 0, 1, -1]);
+        assert!(got.scores[..3].iter().all(|s| s.is_nan()));
+        assert_eq!(&got.scores[3..5], &[-1.0, -2.0]);
+        assert!(got.scores[5].is_nan());
+    }
+
+    #[test]
+    fn huge_n_is_clamped_to_the_number_of_items() {
+        // Without the clamp this would ask for 3 x usize::MAX / 2 slots and fail (or, for a
+        // merely large n, touch gigabytes); with it the answer is the n = n_items one.
+        let v: Vec<f32> = (0..30).map(|i| ((i * 7) % 11) as f32).collect();
+        let q = vec![1.0f32, -1.0, 0.5];
+        let p = [0i64, 2, 2, 3];
+        let ix = [4, 9, 29];
+        for path in paths() {
+            let all = run_path(&q, 3, &v, 30, 1, 30, Some((&p, &ix)), path);
+            for n in [31, 1 << 30, usize::MAX / 2, usize::MAX] {
+                let got = run_path(&q, 3, &v, 30, 1, n, Some((&p, &ix)), path);
+                assert_eq!(got.indices, all.indices);
+                let bits = |t: &TopK| t.scores.iter().map(|s| s.to_bits()).collect::<Vec<_>>();
+                assert_eq!(bits(&got), bits(&all));
+                assert_eq!(got.width, 30);
+                assert_eq!(got.indices.len(), 90);
+            }
+        }
     }
 
     #[test]
@@ -799,7 +834,7 @@ mod tests {
         assert_eq!(got.indices, vec![0, 1, 2]);
         // One query row, one item.
         let got = run(&[2.0], 1, &[3.0], 1, 1, 2, None);
-        assert_eq!(got.indices, vec![0, -1]);
+        assert_eq!(got.indices, vec![0]);
         assert_eq!(got.scores[0], 6.0);
     }
 
@@ -807,8 +842,10 @@ mod tests {
     fn empty_shapes() {
         let got = run(&[], 0, &[1.0], 1, 1, 4, None);
         assert!(got.indices.is_empty());
+        // No items: rows of width 0.
         let got = run(&[1.0, 2.0], 2, &[], 0, 1, 2, None);
-        assert_eq!(got.indices, vec![-1; 4]);
+        assert!(got.indices.is_empty() && got.scores.is_empty());
+        assert_eq!(got.width, 0);
         // f = 0: every score is 0, so the order is the item order.
         let got = run(&[], 2, &[], 3, 0, 2, None);
         assert_eq!(got.indices, vec![0, 1, 0, 1]);
