@@ -771,3 +771,15 @@ def test_spark_evaluate_equals_local(spark, als_case):
     assert evaluate(model, spark.createDataFrame(test), "customer", "article", k=3) == evaluate(
         model, test, "customer", "article", k=3
     )
+
+
+def test_k_beyond_the_catalogue_is_scored_over_every_article():
+    import rusket
+
+    df = pd.DataFrame({"c": [1, 1, 2, 2, 3, 3, 3], "a": [1, 2, 2, 3, 1, 3, 4]})
+    model = rusket.Popularity().from_transactions(df, "c", "a")
+    test = pd.DataFrame({"c": [1, 2], "a": [3, 4]})
+    small, big = model.evaluate(test, "c", "a", k=4), model.evaluate(test, "c", "a", k=50)
+    assert small["users"] == big["users"] == 2
+    assert big["recall@50"] == 1.0 and big["hit_rate@50"] == 1.0
+    assert big["ndcg@50"] == pytest.approx(small["ndcg@4"])

@@ -161,10 +161,6 @@ def test_check_label_array_refuses_uint64_beyond_int64_and_booleans():
     assert check_label_array(np.array([1, 2], np.int8), "x").dtype == np.int64
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="needs check_label_array(arr, name) in _model._labels_arg; remove once wired",
-)
 def test_fit_refuses_uint64_labels_beyond_int64():
     X = sp.random(6, 5, density=0.6, random_state=0, format="csr")
     labels = np.arange(6, dtype=np.uint64) + np.uint64(2**63)

@@ -44,7 +44,14 @@ import scipy.sparse as sp
 
 from rusket import _core
 from rusket._formats import check_format, convert, vectors_to_arrow
-from rusket._validation import NotFittedError, check_choice, check_int, lookup
+from rusket._validation import (
+    NotFittedError,
+    check_choice,
+    check_int,
+    check_label_array,
+    check_threads,
+    lookup,
+)
 from rusket.interactions import Interactions, check_values
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -471,7 +478,7 @@ class Recommender:
         return {}
 
     def _num_threads(self) -> int:
-        return check_int("num_threads", getattr(self, "num_threads", 0), minimum=0)
+        return check_threads(getattr(self, "num_threads", 0))
 
     # --- training entry points shared by the models ----------------------------------------
 
@@ -704,7 +711,8 @@ class Recommender:
         -------
         Frame formats hold rows ``user_id, item_id, score, rank`` (rank 1 = best; a user with
         fewer than ``n`` unseen items gets fewer rows, never a seen item). ``"numpy"`` gives
-        ``(item_labels[n_users, n], scores[n_users, n])`` with a row per user in the order of
+        ``(item_labels[n_users, w], scores[n_users, w])``, ``w = min(n, n_items)`` (memory never
+        grows with ``n``), with a row per user in the order of
         ``user_labels`` (or of ``users``, less the dropped ones); slots past a user's last
         candidate are padding, marked by a NaN score (their label is -1 for integer labels and
         None for string labels).
@@ -746,7 +754,7 @@ class Recommender:
             idx, scores = self._topk_rows(state, rows[known], n, exclude_seen)
             if not known.all():  # unknown="popular"
                 idx, scores = _with_popular(state, idx, scores, known, n)
-        return _recommendation_output(idx, scores, user_labels, state.item_labels, format)
+        return _recommendation_output(idx, scores, user_labels, state.item_labels, n, format)
 
     def _topk_rows(
         self, state: _Fitted, rows: np.ndarray, n: int, exclude_seen: bool
@@ -1082,6 +1090,7 @@ def _labels_arg(labels: Any, n: int, name: str) -> np.ndarray:
     arr = np.asarray(labels)
     if arr.ndim != 1 or len(arr) != n:
         raise ValueError(f"{name} must be 1-d with {n} entries, got shape {arr.shape}")
+    arr = check_label_array(arr, name)
     if arr.dtype.kind in "iu":
         arr = arr.astype(np.int64)
     elif arr.dtype.kind in "UO" and all(isinstance(v, str) for v in arr.tolist()):
@@ -1148,9 +1157,16 @@ def _recommendation_output(
     scores: np.ndarray,
     user_labels: np.ndarray,
     item_labels: np.ndarray,
+    n: int,
     format: str,
 ) -> Any:
-    """Top-k index arrays (-1 / NaN padding) as ``batch_recommend``'s output ``format``."""
+    """Top-k index arrays (-1 / NaN padding) as ``batch_recommend``'s output ``format``.
+
+    The kernel's output is ``min(n, n_items)`` wide, so memory never grows with ``n``: the
+    numpy format has that width (padding marks users with fewer candidates), frames carry only
+    the real rows.
+    """
+    del n  # the width comes from the kernel
     valid = idx >= 0
     if format == "numpy":
         if item_labels.dtype == object:

@@ -19,6 +19,7 @@ from rusket._validation import (
     check_choice,
     check_float,
     check_int,
+    check_threads,
 )
 from rusket.interactions import Interactions
 
@@ -153,7 +154,7 @@ class ALS(FactorModel):
             "solver": check_choice("solver", self.solver, _SOLVERS),
             "cg_steps": check_int("cg_steps", self.cg_steps, minimum=1),
             "cg_tol": check_float("cg_tol", self.cg_tol),
-            "num_threads": check_int("num_threads", self.num_threads, minimum=0),
+            "num_threads": check_threads(self.num_threads),
             "confidence": check_choice("confidence", self.confidence, _CONFIDENCES),
             "epsilon": check_float("epsilon", self.epsilon),
         }

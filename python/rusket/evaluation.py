@@ -949,15 +949,22 @@ def evaluate(
             n=k, exclude_seen=True, users=user_labels[rows], format="numpy"
         )
         labels, scores = np.asarray(labels), np.asarray(scores, dtype=np.float64)
-        if labels.shape != (len(rows), k) or scores.shape != labels.shape:
+        # The output is min(k, n_items) wide; the columns past it stay padding.
+        if (
+            labels.ndim != 2
+            or labels.shape[0] != len(rows)
+            or labels.shape[1] > k
+            or scores.shape != labels.shape
+        ):
             raise ValueError(
                 f"model.batch_recommend returned shapes {labels.shape} and {scores.shape}; "
-                f"expected ({len(rows)}, {k})"
+                f"expected ({len(rows)}, <= {k})"
             )
         valid = ~np.isnan(scores)  # NaN marks padding slots
         block = np.full(labels.shape, -1, dtype=np.int64)
         block[valid] = _index_in(_label_array(_labels(labels[valid])), item_labels)
-        top[start : start + len(rows)] = block
+        width = int(labels.shape[1])
+        top[start : start + len(rows), :width] = block
 
     # Hit matrix: is (evaluated user row, recommended item) one of the relevant pairs?
     rel = pair_item >= 0

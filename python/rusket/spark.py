@@ -240,7 +240,7 @@ def batch_recommend(
             idx, sc = _core.topk(query, items, n, num_threads=0, **kw)
             valid = idx >= 0
             user_ids = batch.column("user_id").to_numpy(zero_copy_only=False)
-            ranks = np.broadcast_to(np.arange(1, n + 1, dtype=np.int32), idx.shape)
+            ranks = np.broadcast_to(np.arange(1, idx.shape[1] + 1, dtype=np.int32), idx.shape)
             yield pa.RecordBatch.from_arrays(
                 [
                     pa.array(np.repeat(user_ids, valid.sum(axis=1)), out_schema.field(0).type),
