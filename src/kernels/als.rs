@@ -292,7 +292,7 @@ impl Preconditioner {
             for d in 0..f {
                 a[d * f + d] += reg + jitter;
             }
-            if cholesky_in_place(&mut a, f) {
+            if dense64::cholesky(&mut a, f, f) {
                 // Zero the strict upper triangle (it still holds the input).
                 for r in 0..f {
                     for c in r + 1..f {
@@ -305,7 +305,7 @@ impl Preconditioner {
                 for c in 0..f {
                     for k in c..f {
                         let e = if k == c { 1.0 } else { 0.0 };
-                        let s = dot_f64(&a[k * f + c..k * f + k], &z[c..k]);
+                        let s = dense64::dot(&a[k * f + c..k * f + k], &z[c..k]);
                         z[k] = (e - s) / a[k * f + k];
                     }
                     for k in c..f {
@@ -666,72 +666,14 @@ fn cholesky_row(
             }
         }
     }
-    if !cholesky_in_place(a, f) {
+    if !dense64::cholesky(a, f, f) {
         return false;
     }
-    cholesky_solve(a, f, b);
+    dense64::cholesky_solve(a, f, f, b);
     for (xi, bi) in x.iter_mut().zip(b.iter()) {
         *xi = *bi as f32;
     }
     true
-}
-
-/// Lower Cholesky factor `L` (with `A = L Lᵀ`) written over the lower triangle of `a`.
-pub fn cholesky_in_place(a: &mut [f64], f: usize) -> bool {
-    for j in 0..f {
-        let (done, rest) = a.split_at_mut(j * f + j);
-        let row_j = &done[j * f..j * f + j];
-        let d = rest[0] - dot_f64(row_j, row_j);
-        if !d.is_finite() || d <= 0.0 {
-            return false;
-        }
-        let d = d.sqrt();
-        rest[0] = d;
-        for i in j + 1..f {
-            let at = (i - j) * f;
-            let s = rest[at] - dot_f64(&rest[at - j..at], row_j);
-            rest[at] = s / d;
-        }
-    }
-    true
-}
-
-/// f64 dot product with four independent accumulators (the factorisations are latency-bound
-/// with one).
-#[inline(always)]
-fn dot_f64(a: &[f64], b: &[f64]) -> f64 {
-    let mut acc = [0.0f64; 4];
-    let (ca, cb) = (a.chunks_exact(4), b.chunks_exact(4));
-    let tail: f64 = ca
-        .remainder()
-        .iter()
-        .zip(cb.remainder())
-        .map(|(x, y)| x * y)
-        .sum();
-    for (x, y) in ca.zip(cb) {
-        for l in 0..4 {
-            acc[l] += x[l] * y[l];
-        }
-    }
-    (acc[0] + acc[1]) + (acc[2] + acc[3]) + tail
-}
-
-/// Solves `L Lᵀ x = b` in place given the factor from `cholesky_in_place`.
-pub fn cholesky_solve(l: &[f64], f: usize, b: &mut [f64]) {
-    for i in 0..f {
-        let mut s = b[i];
-        for k in 0..i {
-            s -= l[i * f + k] * b[k];
-        }
-        b[i] = s / l[i * f + i];
-    }
-    for i in (0..f).rev() {
-        let mut s = b[i];
-        for k in i + 1..f {
-            s -= l[k * f + i] * b[k];
-        }
-        b[i] = s / l[i * f + i];
-    }
 }
 
 /// The training objective
