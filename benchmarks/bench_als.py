@@ -38,6 +38,7 @@ import datasets
 
 import rusket
 from rusket import _core
+from rusket.als import _penalty
 
 THREADS = 2
 
@@ -101,7 +102,7 @@ def run(name: str, df, repeats: int, factors: int, setting: str, iterations: int
         rk = {}
         conf_values = 40.0 * np.log1p(train.data)
     conf = sp.csr_matrix((1.0 + conf_values, train.indices, train.indptr), shape=train.shape)
-    lam = 3.0 * float(np.mean(1.0 + conf_values)) if setting == "defaults" else 0.01
+    lam = _penalty("auto" if setting == "defaults" else 0.01, 1.0 + conf_values)
     implicit_values = sp.csr_matrix((conf_values, train.indices, train.indptr), shape=train.shape)
     print(
         f"\n== {name}: {m.shape[0]:,} users x {m.shape[1]:,} items, {train.nnz:,} train pairs; "
