@@ -50,6 +50,23 @@ def spark_compatible(table: pa.Table) -> pa.Table:
     return pa.table(cols, names=table.column_names)
 
 
+def spark_to_arrow(df: Any) -> pa.Table:
+    """Collect a Spark DataFrame to the driver as a pyarrow Table, through Arrow (never row by row).
+
+    The one place that collects: PySpark 4 has ``DataFrame.toArrow``; the version-specific
+    fallbacks live here too.
+    """
+    return df.toArrow()
+
+
+def arrow_to_spark(spark: Any, table: pa.Table) -> Any:
+    """Create a Spark DataFrame from a pyarrow Table (the one place that does).
+
+    Fixed-size list columns become ``array<float>`` (see :func:`spark_compatible`).
+    """
+    return spark.createDataFrame(spark_compatible(table))
+
+
 def get_spark() -> Any:
     """The active (or default) SparkSession, or a new quiet local one using every core.
 
@@ -90,5 +107,4 @@ def convert(table: pa.Table, format: str) -> Any:
     if format == "polars":
         pl = require("polars")
         return pl.from_arrow(table)
-    spark = get_spark()
-    return spark.createDataFrame(spark_compatible(table))
+    return arrow_to_spark(get_spark(), table)

@@ -26,6 +26,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import scipy.sparse as sp
 
+from rusket._formats import spark_to_arrow
 from rusket._optional import require
 from rusket._validation import check_int
 from rusket.interactions import _columns_of, _kind, _plain, to_arrow
@@ -885,7 +886,7 @@ def evaluate(
     kind = _kind(test)
     _check_columns(test, kind, [user_col, item_col], "test data")
     if kind == "spark":
-        table = test.select(_q(user_col), _q(item_col)).dropDuplicates().toArrow()
+        table = spark_to_arrow(test.select(_q(user_col), _q(item_col)).dropDuplicates())
     else:
         table = to_arrow(test, [user_col, item_col])
     if table.num_rows == 0:

@@ -17,6 +17,8 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import scipy.sparse as sp
 
+from rusket._formats import spark_to_arrow
+
 
 def _kind(data: Any) -> str:
     mod = type(data).__module__.split(".")[0]
@@ -136,7 +138,7 @@ def to_arrow(data: Any, columns: list[Any]) -> pa.Table:
         return data.select(columns).to_arrow()
     if kind == "polars-lazy":
         return data.select(columns).collect().to_arrow()
-    return data.select(*columns).toArrow()
+    return spark_to_arrow(data.select(*columns))
 
 
 def _plain(col: pa.ChunkedArray) -> pa.ChunkedArray:

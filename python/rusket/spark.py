@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pyarrow as pa
 
-from rusket._formats import get_spark, spark_compatible
+from rusket._formats import arrow_to_spark, get_spark
 from rusket._optional import require
 from rusket._validation import check_int
 
@@ -208,7 +208,7 @@ def batch_recommend(
     table = _users_table(state, exclude_seen)
     spark = spark if spark is not None else get_spark()
     parts = num_partitions or spark.sparkContext.defaultParallelism
-    users = spark.createDataFrame(spark_compatible(table)).repartition(parts)
+    users = arrow_to_spark(spark, table).repartition(parts)
     items = np.ascontiguousarray(state.item_factors)
     item_labels = state.item_labels
     out_schema = pa.schema(
