@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 import numpy as np
 import scipy.sparse as sp
 
-from rusket import _core
+from rusket import _core, _fold_in
 from rusket._model import FactorModel, _ClassOrInstanceMethod, _Fitted, interactions_from_matrix
 from rusket._optional import require
 from rusket._validation import (
@@ -302,6 +302,200 @@ class ALS(FactorModel):
         self.regularization_ = lam
         self._state = _Fitted.build(users, items, inter.user_labels, inter.item_labels, conf_u)
         return self
+
+    # --- serving after training: new customers, new order lines, explanations ---------------
+
+    def recommend_basket(
+        self,
+        items: Any,
+        ratings: Any = None,
+        n: int = 10,
+        exclude_seen: bool = True,
+        unknown: str = "raise",
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """The ``n`` best articles for a customer the model has never seen, from a basket.
+
+        The basket is read like training data (amounts of the same article summed, then the
+        model's confidence transform and ``alpha``); the customer's vector is the exact
+        solution of the ALS user step against the fixed item factors (Hu et al. 2008, with the
+        model's penalty), and the articles are ranked by the same top-k as
+        :meth:`recommend_items`. Nothing is retrained and the model is not changed.
+
+        Parameters
+        ----------
+        items : sequence of article labels
+            The customer's articles (a list, array or Series; repeats allowed).
+        ratings : sequence of float, optional
+            One amount >= 0 per entry of ``items`` (e.g. sales amounts), like ``rating_col``
+            in training; ``None`` counts each entry as 1.
+        n : int, default 10
+        exclude_seen : bool, default True
+            Leave the basket's own articles out.
+        unknown : {"raise", "ignore"}, default "raise"
+            Article labels the model does not know: ``"raise"`` a ``KeyError`` naming them,
+            or ``"ignore"`` them (the model has no vector for them).
+
+        Returns
+        -------
+        item_labels : ndarray
+        scores : ndarray of float32
+            Dot products with the folded-in vector, best first (as in :meth:`recommend_items`).
+
+        Raises ``ValueError`` for an empty basket, amounts that are negative, NaN or of
+        another length than ``items``, and ``KeyError`` for unknown articles.
+
+        Examples
+        --------
+        >>> import pandas as pd, rusket
+        >>> df = pd.DataFrame({"customer": [1, 1, 2, 2, 3, 3], "article": list("abacbc")})
+        >>> als = rusket.ALS(factors=2, iterations=3).from_transactions(df, "customer", "article")
+        >>> labels, scores = als.recommend_basket(["a"], n=2)
+        >>> sorted(labels.tolist())
+        ['b', 'c']
+        >>> als.recommend_basket(["a", "z"], unknown="ignore", n=1)[0].shape
+        (1,)
+        """
+        return _fold_in.recommend_basket(self, items, ratings, n, exclude_seen, unknown)
+
+    def fold_in(
+        self,
+        data: Any,
+        transaction_col: str,
+        item_col: str,
+        rating_col: str | None = None,
+        format: str = "pandas",
+        unknown: str = "raise",
+    ) -> Any:
+        """Latent vectors of many new customers at once, from their order lines.
+
+        The batched form of :meth:`recommend_basket`: each customer's lines are read like
+        ``from_transactions`` (pandas, polars, pyarrow or Spark; duplicates summed) and the
+        customer gets the exact ALS user step against the fixed item factors, the same vector
+        ``recommend_basket`` computes for the same lines. A customer known to the model is
+        treated as new: only the given lines count. The model is not changed (use
+        :meth:`partial_fit` to add the lines to it).
+
+        Parameters
+        ----------
+        data : DataFrame
+        transaction_col, item_col : str
+            Customer and article id columns.
+        rating_col : str, optional
+            Amounts (>= 0); ``None`` counts each line as 1.
+        format : {"pandas", "polars", "arrow", "spark", "numpy"}, default "pandas"
+        unknown : {"raise", "ignore"}, default "raise"
+            Articles the model does not know: ``KeyError`` naming them, or leave them out (a
+            customer left with no known article gets the zero vector).
+
+        Returns
+        -------
+        A frame with ``user_id`` (sorted) and ``vector`` columns, like
+        :meth:`export_user_factors`; score a vector ``v`` against ``item_factors @ v``.
+
+        Examples
+        --------
+        >>> import pandas as pd, rusket
+        >>> df = pd.DataFrame({"customer": [1, 1, 2, 2, 3], "article": list("abacb")})
+        >>> als = rusket.ALS(factors=2, iterations=3).from_transactions(df, "customer", "article")
+        >>> new = pd.DataFrame({"customer": [7, 7, 8], "article": ["a", "c", "b"]})
+        >>> als.fold_in(new, "customer", "article", format="numpy")["vector"].shape
+        (2, 2)
+        """
+        return _fold_in.fold_in(self, data, transaction_col, item_col, rating_col, format, unknown)
+
+    def partial_fit(
+        self,
+        data: Any,
+        transaction_col: str,
+        item_col: str,
+        rating_col: str | None = None,
+        sweeps: int | None = None,
+    ) -> ALS:
+        """Add order lines to the fitted model without a full refit; returns the model.
+
+        The lines are read like ``from_transactions`` and added to the model's history (amounts
+        summed with those of existing (customer, article) pairs, through the stored
+        confidences); new customers and articles become new rows (after the existing ones,
+        with a small random start). Then the rows the lines touch are re-solved against the
+        fixed other side, customers first, then articles, ``sweeps`` times. Untouched rows keep
+        their vectors. ``regularization="auto"`` is re-evaluated over the merged history
+        (``regularization_``). Seen-item exclusion includes the new lines afterwards. The model
+        changes in one assignment of its fitted state (a thread scoring meanwhile sees the old
+        or the new model); do not call it from two threads at once.
+
+        On an unfitted model it fits from scratch: ``sweeps`` defaults to ``iterations`` there,
+        and the result equals ``from_transactions`` on the same lines.
+
+        **Drift.** Untouched rows are never re-solved, so the model drifts from what a full
+        refit would give as updates accumulate. Measured on ``make_purchases`` (time split,
+        ``benchmarks/bench_partial_fit.py``): see the README; refit from scratch (e.g. nightly
+        or weekly) once the lines added since the last full fit are a large share of the
+        history or new articles sell a lot, and use ``partial_fit`` in between.
+
+        Parameters
+        ----------
+        data : DataFrame
+            pandas, polars (eager or lazy), pyarrow or Spark order lines.
+        transaction_col, item_col : str
+            Customer and article id columns, of the same kinds as in training.
+        rating_col : str, optional
+            Amounts (>= 0); ``None`` counts each line as 1 (use what training used).
+        sweeps : int, optional
+            Rounds of (customers, then articles) re-solves of the touched rows; default 1 (on
+            an unfitted model: ``iterations``).
+
+        Examples
+        --------
+        >>> import pandas as pd, rusket
+        >>> df = pd.DataFrame({"customer": [1, 1, 2, 2, 3], "article": list("abacb")})
+        >>> als = rusket.ALS(factors=2, iterations=3).from_transactions(df, "customer", "article")
+        >>> more = pd.DataFrame({"customer": [3, 4], "article": ["d", "a"]})
+        >>> als = als.partial_fit(more, "customer", "article")
+        >>> als.user_labels.tolist(), als.item_labels.tolist()
+        ([1, 2, 3, 4], ['a', 'b', 'c', 'd'])
+        >>> "d" in als.recommend_items(3, n=4)[0].tolist()
+        False
+        """
+        return _fold_in.partial_fit(self, data, transaction_col, item_col, rating_col, sweeps)
+
+    def explain(self, user: Any, item: Any, n: int = 10) -> tuple[float, np.ndarray, np.ndarray]:
+        """Why ``item`` scores for ``user``: the share of each of the customer's past articles.
+
+        With the customer's confidences ``c_j`` and ``A = Y^T C_u Y + lambda I``, the customer's
+        exactly solved vector is ``x = A^-1 Y^T C_u p`` and the score of item ``i`` splits into
+        ``sum_j c_j * y_i^T A^-1 y_j`` over the customer's articles ``j`` (the decomposition of
+        the ``explain`` of the ``implicit`` library).
+
+        Parameters
+        ----------
+        user : int or str
+            One customer of the model.
+        item : int or str
+            One article of the model (bought or not).
+        n : int, default 10
+            How many of the largest contributions to return.
+
+        Returns
+        -------
+        score : float
+            ``y_i . x`` for the exactly solved ``x``; the sum of all contributions (with the
+            CG solver, ``user_factors`` hold a close approximation of ``x``, so
+            :meth:`score` may differ slightly).
+        item_labels : ndarray
+            The customer's articles with the ``n`` largest contributions, largest first.
+        contributions : ndarray of float64
+            Their contributions.
+
+        Examples
+        --------
+        >>> import pandas as pd, rusket
+        >>> df = pd.DataFrame({"customer": [1, 1, 2, 2, 3], "article": list("abacb")})
+        >>> als = rusket.ALS(factors=2, iterations=3).from_transactions(df, "customer", "article")
+        >>> score, labels, parts = als.explain(user=1, item="c")
+        >>> sorted(labels.tolist()), bool(abs(parts.sum() - score) < 1e-9)
+        (['a', 'b'], True)
+        """
+        return _fold_in.explain(self, user, item, n)
 
     # --- hyperparameter search ----------------------------------------------------------------
 

@@ -1,0 +1,439 @@
+"""An ALS model after training: new customers (fold-in), incremental updates, explanations.
+
+Everything here is the user step of Hu, Koren & Volinsky (2008) held against the fixed item
+factors ``Y``: a customer with confidences ``c_j`` on the articles ``j`` of a history gets
+
+    x = A^-1 b,   A = Y^T Y + sum_j (c_j - 1) y_j y_j^T + lambda I,   b = sum_j c_j y_j,
+
+the exact minimiser of that customer's part of the training loss (``lambda`` is the model's
+penalty, ``"auto"`` evaluated over its stored confidences exactly like ``training_loss``). The
+shared ``Y^T Y`` is computed once per fitted state (kept in the state's cache, never pickled);
+each customer then costs ``O(n_j f^2 + f^3)`` in numpy float64.
+
+:func:`partial_fit` goes the other way round: it merges new order lines into the stored history
+and re-solves the touched rows with the Rust half-step (``_core.als_solve_side``) against the
+fixed other side, customers first, then articles.
+
+The ``ALS`` methods (``recommend_basket``, ``fold_in``, ``partial_fit``, ``explain``) are thin
+wrappers over the functions of this module.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import scipy.sparse as sp
+
+from rusket import _core
+from rusket._model import _export, _Fitted, _frozen, _one_label
+from rusket._validation import check_choice, check_int, check_no_bools
+from rusket.interactions import Interactions, check_values
+
+if TYPE_CHECKING:  # pragma: no cover
+    from rusket.als import ALS
+
+#: ``unknown=`` of ``recommend_basket`` / ``fold_in``: what to do with article labels the model
+#: does not know.
+UNKNOWN_ITEMS = ("raise", "ignore")
+
+#: Non-zeros per block of the batched solve: the block's outer products ``y_j y_j^T`` take
+#: ``block * f * f * 8`` bytes (32 MiB at 64 factors).
+_OUTER_BLOCK = 1024
+
+
+# --- the exact user step ---------------------------------------------------------------------
+
+
+def _gram(state: _Fitted) -> np.ndarray:
+    """``Y^T Y`` of the state's item factors in float64 (cached in the state)."""
+
+    def build() -> np.ndarray:
+        y = state.item_factors.astype(np.float64)
+        return _frozen(y.T @ y)
+
+    gram: np.ndarray = state._cached("fold_in_gram", build)
+    return gram
+
+
+def penalty(model: ALS, state: _Fitted) -> float:
+    """The model's ``lambda``: ``regularization``, or ``"auto"`` over the stored confidences
+    (the value ``training_loss`` uses; equal to ``regularization_`` after ``fit``)."""
+    from rusket.als import _penalty
+
+    p = model._checked_params()
+    return _penalty(p["regularization"], np.asarray(state.seen.data))
+
+
+def solve_rows(
+    state: _Fitted, lam: float, indptr: np.ndarray, cols: np.ndarray, conf: np.ndarray
+) -> np.ndarray:
+    """The exactly solved vector of every row of a CSR of confidences against the state's item
+    factors, float32 ``(n_rows, f)``. An empty row gets the zero vector (``b = 0``).
+
+    Each row's arithmetic depends on that row alone (sums run in the row's order, one LAPACK
+    solve per row), so a customer gets the same vector alone or among many.
+    """
+    n_rows = len(indptr) - 1
+    y = state.item_factors
+    f = y.shape[1]
+    out = np.zeros((n_rows, f), dtype=np.float32)
+    base = _gram(state) + lam * np.eye(f)
+    lengths = np.diff(indptr)
+    rows = np.flatnonzero(lengths > 0)
+    start = 0
+    while start < len(rows):
+        # A block of rows with at most _OUTER_BLOCK non-zeros (at least one row).
+        stop = start + 1
+        budget = int(lengths[rows[start]])
+        while stop < len(rows) and budget + lengths[rows[stop]] <= _OUTER_BLOCK:
+            budget += int(lengths[rows[stop]])
+            stop += 1
+        block = rows[start:stop]
+        lo, hi = int(indptr[block[0]]), int(indptr[block[-1] + 1])
+        # Rows of a block are consecutive non-empty rows, so their entries are contiguous
+        # once the empty rows in between (which hold none) are skipped.
+        ys = y[cols[lo:hi]].astype(np.float64)
+        c = conf[lo:hi].astype(np.float64)
+        seg = indptr[block] - lo
+        if len(block) == 1:
+            a = ((ys * (c - 1.0)[:, None]).T @ ys)[None]
+            b = (ys * c[:, None]).sum(axis=0)[None]
+        else:
+            a = np.add.reduceat(np.einsum("ni,nj->nij", ys * (c - 1.0)[:, None], ys), seg, axis=0)
+            b = np.add.reduceat(ys * c[:, None], seg, axis=0)
+        a += base
+        try:
+            x = np.linalg.solve(a, b[..., None])[..., 0]
+        except np.linalg.LinAlgError:
+            raise ValueError(
+                "the fold-in system is singular (the item factors span fewer dimensions than "
+                "factors and regularization is 0); use regularization > 0"
+            ) from None
+        if not np.all(np.isfinite(x)):
+            raise ValueError(
+                "the fold-in system overflowed (non-finite values): the confidences are too large"
+            )
+        out[block] = x
+        start = stop
+    return out
+
+
+# --- inputs: one basket, a frame of order lines ----------------------------------------------
+
+
+def _known_columns(
+    state: _Fitted, labels: Any, unknown: str, what: str
+) -> tuple[np.ndarray, np.ndarray]:
+    """``(columns, kept)``: the model's column of each label and the mask of known labels;
+    ``KeyError`` naming the unknown ones when ``unknown="raise"``."""
+    keys, cols = state.item_index().find(labels)
+    known = cols >= 0
+    if unknown == "raise" and not known.all():
+        bad = keys[~known].tolist()
+        shown = ", ".join(map(repr, bad[:5])) + (
+            f" and {len(bad) - 5} more" if len(bad) > 5 else ""
+        )
+        raise KeyError(
+            f"{what} holds {len(bad)} article label(s) the model does not know: {shown}. Pass "
+            "unknown='ignore' to leave them out (the model has no vector for them), or "
+            "partial_fit the new articles first"
+        )
+    return cols, known
+
+
+def basket_row(
+    model: ALS, state: _Fitted, items: Any, ratings: Any, unknown: str
+) -> tuple[np.ndarray, np.ndarray]:
+    """One customer's basket as ``(columns, confidences)``: sorted unique known columns and the
+    confidences of their summed amounts, exactly as training reads order lines."""
+    unknown = check_choice("unknown", unknown, UNKNOWN_ITEMS)
+    check_no_bools(items, "item")
+    if isinstance(items, (str, bytes)) or np.ndim(items) == 0:
+        raise TypeError(
+            "items must be a sequence of article labels (a list, array or Series), got "
+            f"{type(items).__name__} {items!r}; wrap one article as [label]"
+        )
+    keys = list(items.tolist() if hasattr(items, "tolist") else items)
+    if len(keys) == 0:
+        raise ValueError(
+            "items is empty: a new customer needs at least one article (for a customer without "
+            "history use batch_recommend(users=[...], unknown='popular'))"
+        )
+    if ratings is None:
+        values = np.ones(len(keys))
+    else:
+        if isinstance(ratings, (str, bytes)) or np.ndim(ratings) != 1:
+            raise TypeError(f"ratings must be a 1-d sequence of numbers, got {ratings!r}")
+        try:
+            values = np.asarray(ratings, dtype=np.float64)
+        except (TypeError, ValueError):
+            raise TypeError(f"ratings must hold numbers, got {ratings!r}") from None
+        if len(values) != len(keys):
+            raise ValueError(
+                f"ratings has {len(values)} value(s) for {len(keys)} item(s); give one amount "
+                "per article (or ratings=None to count each line as 1)"
+            )
+        check_values(values, "ratings")
+    cols, known = _known_columns(state, keys, unknown, "items")
+    cols, values = cols[known], values[known]
+    if len(cols) == 0:
+        raise ValueError(
+            "none of the basket's articles is known to the model (unknown='ignore' left none); "
+            "there is nothing to fold in"
+        )
+    uniq, inverse = np.unique(cols, return_inverse=True)
+    summed = np.bincount(inverse, weights=values, minlength=len(uniq))
+    keep = summed > 0  # like training: pairs summing to 0 are no interaction
+    if not keep.any():
+        raise ValueError(
+            "every amount of the basket is 0: a customer needs at least one article with an "
+            "amount > 0 (training leaves such lines out as well)"
+        )
+    p = model._checked_params()
+    return uniq[keep].astype(np.int32), model._confidence(summed[keep], p)
+
+
+def frame_rows(
+    model: ALS,
+    state: _Fitted,
+    data: Any,
+    transaction_col: Any,
+    item_col: Any,
+    rating_col: Any,
+    unknown: str,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Order lines of new customers as ``(customer_labels, indptr, columns, confidences)``,
+    read like ``from_transactions`` (sorted customers, duplicates summed, zeros left out)."""
+    unknown = check_choice("unknown", unknown, UNKNOWN_ITEMS)
+    inter = Interactions.from_frame(data, transaction_col, item_col, rating_col)
+    item_cols, known = _known_columns(state, inter.item_labels, unknown, f"column {item_col!r}")
+    m = inter.matrix.tocoo()
+    keep = known[m.col]
+    rows, cols, values = m.row[keep], item_cols[m.col[keep]], m.data[keep]
+    csr = sp.csr_matrix(
+        (values, (rows, cols)), shape=(len(inter.user_labels), len(state.item_labels))
+    )
+    csr.sort_indices()
+    p = model._checked_params()
+    return (
+        inter.user_labels,
+        np.asarray(csr.indptr, dtype=np.int64),
+        np.asarray(csr.indices, dtype=np.int32),
+        model._confidence(csr.data, p),
+    )
+
+
+# --- the public operations -------------------------------------------------------------------
+
+
+def recommend_basket(
+    model: ALS,
+    items: Any,
+    ratings: Any,
+    n: int,
+    exclude_seen: bool,
+    unknown: str,
+) -> tuple[np.ndarray, np.ndarray]:
+    state = model._fitted_state()
+    n = check_int("n", n, minimum=1)
+    if not isinstance(exclude_seen, (bool, np.bool_)):
+        raise TypeError(f"exclude_seen must be True or False, got {exclude_seen!r}")
+    cols, conf = basket_row(model, state, items, ratings, unknown)
+    indptr = np.array([0, len(cols)], dtype=np.int64)
+    x = solve_rows(state, penalty(model, state), indptr, cols, conf)
+    exclude = (indptr, cols) if exclude_seen else None
+    idx, scores = model._topk(x, state.item_factors, n, exclude)
+    keep = idx[0] >= 0
+    return state.item_labels[idx[0][keep]], scores[0][keep]
+
+
+def fold_in(
+    model: ALS,
+    data: Any,
+    transaction_col: Any,
+    item_col: Any,
+    rating_col: Any,
+    format: str,
+    unknown: str,
+) -> Any:
+    state = model._fitted_state()
+    labels, indptr, cols, conf = frame_rows(
+        model, state, data, transaction_col, item_col, rating_col, unknown
+    )
+    vectors = solve_rows(state, penalty(model, state), indptr, cols, conf)
+    return _export("user_id", labels, vectors, False, format)
+
+
+def explain(model: ALS, user: Any, item: Any, n: int) -> tuple[float, np.ndarray, np.ndarray]:
+    state = model._fitted_state()
+    n = check_int("n", n, minimum=1)
+    row = int(_one_label(state.user_index(), user, "explain", "one call per user")[0])
+    col = int(_one_label(state.item_index(), item, "explain", "one call per item")[0])
+    lo, hi = int(state.seen.indptr[row]), int(state.seen.indptr[row + 1])
+    idx = np.asarray(state.seen.indices[lo:hi], dtype=np.int64)
+    c = np.asarray(state.seen.data[lo:hi], dtype=np.float64)
+    if len(idx) == 0:
+        return 0.0, state.item_labels[:0], np.zeros(0)
+    f = state.item_factors.shape[1]
+    ys = state.item_factors[idx].astype(np.float64)
+    a = _gram(state) + penalty(model, state) * np.eye(f) + (ys * (c - 1.0)[:, None]).T @ ys
+    try:
+        # w_j = A^-1 y_j for every past article j; its share is c_j * y_i . w_j.
+        w = np.linalg.solve(a, ys.T)
+    except np.linalg.LinAlgError:
+        raise ValueError(
+            "the customer's system is singular (regularization is 0); use regularization > 0"
+        ) from None
+    contributions = c * (state.item_factors[col].astype(np.float64) @ w)
+    score = float(np.sum(contributions))
+    order = np.argsort(-contributions, kind="stable")[:n]
+    return score, state.item_labels[idx[order]], contributions[order]
+
+
+# --- incremental updates ---------------------------------------------------------------------
+
+
+def _ratings_of(model: ALS, conf: np.ndarray, p: dict[str, Any]) -> np.ndarray:
+    """The summed ratings behind stored confidences (the inverse of ``ALS._confidence``, in
+    float64 from the float32 confidences: relative rounding about 1e-6)."""
+    c = np.asarray(conf, dtype=np.float64) - 1.0
+    if p["alpha"] == 0:
+        return np.zeros_like(c)  # every confidence is 1 whatever the rating
+    r = c / p["alpha"]
+    if p["confidence"] == "log":
+        r = p["epsilon"] * np.expm1(r)
+    return np.maximum(r, 0.0)
+
+
+def _merge_labels(
+    old: np.ndarray | None, new: np.ndarray, index: Any, what: str, col: Any
+) -> tuple[np.ndarray, np.ndarray]:
+    """``(labels, rows)``: the model's labels followed by the new ones (in sorted order), and
+    the row of every label of ``new``."""
+    if old is None:
+        return new, np.arange(len(new), dtype=np.int64)
+    if (old.dtype == object) != (new.dtype == object):
+        kinds = ("strings", "integers") if old.dtype == object else ("integers", "strings")
+        raise TypeError(
+            f"the model's {what} labels are {kinds[0]} but column {col!r} holds {kinds[1]}; "
+            "cast the column to the kind of the training data"
+        )
+    _, rows = index.find(new)
+    fresh = rows < 0
+    rows[fresh] = len(old) + np.arange(int(fresh.sum()), dtype=np.int64)
+    labels = np.concatenate([old, new[fresh]]) if fresh.any() else old
+    if old.dtype == object:
+        labels = labels.astype(object)
+    return labels, rows
+
+
+def partial_fit(
+    model: ALS,
+    data: Any,
+    transaction_col: Any,
+    item_col: Any,
+    rating_col: Any,
+    sweeps: int | None,
+) -> ALS:
+    from rusket.als import _csr_arrays, _initial_factors, _penalty
+
+    p = model._checked_params()
+    state: _Fitted | None = model.__dict__.get("_state")
+    if sweeps is None:
+        sweeps = p["iterations"] if state is None else 1
+    sweeps = check_int("sweeps", sweeps, minimum=1)
+    f = p["factors"]
+    if state is not None and state.user_factors.shape[1] != f:
+        raise ValueError(
+            f"the model was fitted with {state.user_factors.shape[1]} factors but the parameter "
+            f"factors is now {f}; set it back, or refit from scratch with from_transactions"
+        )
+    new = Interactions.from_frame(data, transaction_col, item_col, rating_col)
+    user_labels, urows = _merge_labels(
+        None if state is None else state.user_labels,
+        new.user_labels,
+        None if state is None else state.user_index(),
+        "customer",
+        transaction_col,
+    )
+    item_labels, icols = _merge_labels(
+        None if state is None else state.item_labels,
+        new.item_labels,
+        None if state is None else state.item_index(),
+        "article",
+        item_col,
+    )
+    n_users, n_items = len(user_labels), len(item_labels)
+    if n_users * n_items >= 2**62:
+        raise ValueError(f"{n_users} customers x {n_items} articles is too large to merge")
+
+    # The merged history as sorted keys row * n_items + col. Pairs the new lines do not touch
+    # keep their stored confidences bit for bit; touched pairs get the confidence of the summed
+    # rating (stored rating, recovered from its confidence, plus the new amounts).
+    m = new.matrix.tocoo()
+    new_keys = urows[m.row] * n_items + icols[m.col]
+    order = np.argsort(new_keys, kind="stable")
+    new_keys, new_values = new_keys[order], m.data[order]
+    if state is None:
+        old_keys, old_conf = np.zeros(0, np.int64), np.zeros(0, np.float32)
+    else:
+        seen = state.seen
+        old_rows = np.repeat(np.arange(seen.shape[0], dtype=np.int64), np.diff(seen.indptr))
+        old_keys = old_rows * n_items + seen.indices.astype(np.int64)
+        old_conf = np.asarray(seen.data, dtype=np.float32)
+    keys = np.union1d(old_keys, new_keys)
+    conf = np.empty(len(keys), dtype=np.float32)
+    old_pos = np.searchsorted(keys, old_keys)
+    new_pos = np.searchsorted(keys, new_keys)
+    conf[old_pos] = old_conf
+    summed = np.zeros(len(keys))
+    summed[old_pos] = _ratings_of(model, old_conf, p)
+    summed[new_pos] += new_values
+    conf[new_pos] = model._confidence(summed[new_pos], p)
+    rows = keys // n_items
+    indptr = np.zeros(n_users + 1, dtype=np.int64)
+    np.cumsum(np.bincount(rows, minlength=n_users), out=indptr[1:])
+    conf_u = sp.csr_matrix(
+        (conf, (keys % n_items).astype(np.int32), indptr), shape=(n_users, n_items)
+    )
+    conf_i = conf_u.T.tocsr()
+    conf_i.sort_indices()
+
+    # Factors: the stored rows, then a small random start for the new rows (drawn like fit's,
+    # so a first partial_fit on an unfitted model is exactly fit).
+    rng = np.random.default_rng(model.seed)
+    n_old_u = 0 if state is None else len(state.user_labels)
+    n_old_i = 0 if state is None else len(state.item_labels)
+    users = np.empty((n_users, f), dtype=np.float32)
+    items = np.empty((n_items, f), dtype=np.float32)
+    users[n_old_u:] = _initial_factors(rng, n_users - n_old_u, f)
+    items[n_old_i:] = _initial_factors(rng, n_items - n_old_i, f)
+    if state is not None:
+        users[:n_old_u] = state.user_factors
+        items[:n_old_i] = state.item_factors
+
+    lam = _penalty(p["regularization"], conf)
+    kw = {
+        "regularization": lam,
+        "solver": p["solver"],
+        "cg_steps": p["cg_steps"],
+        "tol": p["cg_tol"],
+        "num_threads": p["num_threads"],
+    }
+    touched_u = np.unique(urows)
+    touched_i = np.unique(icols)
+    sub_u = _csr_arrays(conf_u[touched_u])
+    sub_i = _csr_arrays(conf_i[touched_i])
+    for _ in range(sweeps):
+        target = np.ascontiguousarray(users[touched_u])
+        _core.als_solve_side(*sub_u, items, target, **kw)
+        users[touched_u] = target
+        target = np.ascontiguousarray(items[touched_i])
+        _core.als_solve_side(*sub_i, users, target, **kw)
+        items[touched_i] = target
+
+    model.regularization_ = lam
+    model.loss_history_ = []
+    model._state = _Fitted.build(users, items, user_labels, item_labels, conf_u)
+    return model
