@@ -1,8 +1,13 @@
 """From any data frame to a user x item sparse matrix with the labels kept both ways.
 
-pandas, polars (eager and lazy), pyarrow and Spark frames are all read through Arrow: the
-requested columns are selected first (Spark collects them with ``toArrow``, never row by row),
-checked, then the ids are encoded against their sorted unique labels.
+pandas, polars (eager and lazy) and pyarrow frames are read through Arrow: the requested columns
+are selected first, checked, then the ids are encoded against their sorted unique labels.
+
+A Spark frame is summed in Spark first: one ``groupBy(user, item)`` gives one row per distinct
+pair (with a flag for pairs holding a bad rating), and only that compact result travels to the
+driver, through Arrow. The driver's memory then follows the distinct pairs, not the order lines.
+Bad rows (null ids, null, NaN, infinite or negative ratings) are counted by a second Spark job
+only when the first one found some, so the errors name the same counts as the pandas path.
 """
 
 from __future__ import annotations
@@ -141,6 +146,117 @@ def to_arrow(data: Any, columns: list[Any]) -> pa.Table:
     return spark_to_arrow(data.select(*columns))
 
 
+def _spark_positions(data: Any, columns: list[Any]) -> list[int]:
+    """Positions of ``columns`` among a Spark frame's columns (exact names, each present once)."""
+    names = list(data.columns)
+    positions = []
+    for c in columns:
+        hits = [k for k, name in enumerate(names) if _same_name(name, c)]
+        if not hits:
+            raise KeyError(
+                f"column {c!r} is not in the data; available columns: {names}. "
+                "Pass the right name to transaction_col / item_col / rating_col."
+            )
+        if len(hits) > 1:
+            raise ValueError(
+                f"column {c!r} appears {len(hits)} times in the data; rename the duplicates "
+                "(e.g. df.toDF(...)) before fitting"
+            )
+        positions.append(hits[0])
+    return positions
+
+
+def _check_spark_id_type(dtype: Any, name: Any) -> None:
+    """Spark's counterpart of :func:`_check_ids` for the types, read from the schema alone."""
+    from pyspark.sql import types as T
+
+    if isinstance(dtype, T.BooleanType):
+        raise TypeError(
+            f"column {name!r} holds booleans; ids must be integers or strings (a boolean is no "
+            "customer or article id: pass the id column itself)"
+        )
+    ok = (T.ByteType, T.ShortType, T.IntegerType, T.LongType, T.StringType, T.NullType)
+    ok += tuple(getattr(T, t) for t in ("CharType", "VarcharType") if hasattr(T, t))
+    if not isinstance(dtype, ok):
+        raise TypeError(
+            f"column {name!r} has type {dtype.simpleString()}; ids must be integers or strings "
+            f"(cast it in Spark, e.g. F.col({name!r}).cast('long') or .cast('string'))"
+        )
+
+
+def _spark_pairs(data: Any, user_col: Any, item_col: Any, rating_col: Any) -> pa.Table:
+    """The distinct ``(user, item)`` pairs of a Spark frame with their summed ratings (row
+    counts without ``rating_col``), summed by Spark; only this compact table is collected.
+
+    Columns ``u``, ``i`` (the ids as Spark holds them) and ``v`` (float64). The ratings are cast
+    to double before summing, as the pandas path does. A pair holding a null, NaN, infinite or
+    negative rating gets ``v = NaN``; a null id shows as a null ``u`` / ``i``. Either one makes a
+    second job count the bad rows (:func:`_raise_spark_bad_rows`), for the same errors as the
+    pandas path. Types are checked from the schema before any job runs.
+    """
+    from pyspark.sql import functions as F
+    from pyspark.sql import types as T
+
+    cols = [user_col, item_col] + ([rating_col] if rating_col is not None else [])
+    positions = _spark_positions(data, cols)
+    fields = data.schema.fields
+    _check_spark_id_type(fields[positions[0]].dataType, user_col)
+    _check_spark_id_type(fields[positions[1]].dataType, item_col)
+    if rating_col is not None:
+        dtype = fields[positions[2]].dataType
+        if not isinstance(dtype, T.NumericType):
+            raise TypeError(
+                f"column {rating_col!r} has type {dtype.simpleString()}; ratings must be numeric "
+                f"(cast it in Spark, e.g. F.col({rating_col!r}).cast('double'))"
+            )
+    # Renamed by position: names with dots, backticks or odd characters never get parsed.
+    frame = data.toDF(*[f"_rusket_{k}" for k in range(len(data.columns))])
+    selected = [F.col(f"_rusket_{k}") for k in positions]
+    if rating_col is None:
+        value = F.count(F.lit(1)).cast("double")
+    else:
+        r = selected[2].cast("double")
+        bad = r.isNull() | F.isnan(r) | (F.abs(r) == F.lit(float("inf"))) | (r < 0)
+        value = F.when(F.max(bad.cast("int")) > 0, F.lit(float("nan"))).otherwise(F.sum(r))
+    pairs = frame.groupBy(selected[0].alias("u"), selected[1].alias("i")).agg(value.alias("v"))
+    table = spark_to_arrow(pairs)
+    has_null_ids = table.column(0).null_count > 0 or table.column(1).null_count > 0
+    has_bad = rating_col is not None and bool(pc.any(pc.is_nan(table.column(2))).as_py())
+    if has_null_ids or has_bad:
+        _raise_spark_bad_rows(frame, selected, cols)
+    return table
+
+
+def _raise_spark_bad_rows(frame: Any, selected: list[Any], cols: list[Any]) -> None:
+    """Count the bad rows of a Spark frame in Spark and raise the pandas path's error."""
+    from pyspark.sql import functions as F
+
+    exprs = [
+        F.count(F.lit(1)).alias("rows"),
+        F.sum(selected[0].isNull().cast("long")).alias("null_users"),
+        F.sum(selected[1].isNull().cast("long")).alias("null_items"),
+    ]
+    if len(cols) == 3:
+        r = selected[2].cast("double")
+        nonfinite = r.isNull() | F.isnan(r) | (F.abs(r) == F.lit(float("inf")))
+        exprs.append(F.sum(nonfinite.cast("long")).alias("nonfinite"))
+        exprs.append(F.sum((r < 0).cast("long")).alias("negative"))
+    counts = {k: int(v or 0) for k, v in spark_to_arrow(frame.agg(*exprs)).to_pylist()[0].items()}
+    for key, name in (("null_users", cols[0]), ("null_items", cols[1])):
+        if counts[key]:
+            raise ValueError(
+                f"column {name!r} has {counts[key]} null id(s) out of {counts['rows']} rows; "
+                "drop or fill them before fitting"
+            )
+    if len(cols) == 3:
+        _raise_bad_values(counts["nonfinite"], counts["negative"], f"column {cols[2]!r}")
+    raise ValueError(
+        "the Spark frame gave bad rows in one read and none in the next: its rows change from "
+        "one computation to the next (a random or streaming source?); persist or checkpoint it "
+        "(e.g. df.localCheckpoint()) before fitting"
+    )
+
+
 def _plain(col: pa.ChunkedArray) -> pa.ChunkedArray:
     """Decode dictionary columns and normalise string flavours to ``large_string``."""
     if pa.types.is_dictionary(col.type):
@@ -193,12 +309,16 @@ def _check_ratings(col: pa.ChunkedArray, name: Any) -> np.ndarray:
 
 def check_values(values: np.ndarray, where: str) -> None:
     """Ratings must be finite and >= 0; the error counts the bad ones and says where they are."""
-    n_bad = int(np.count_nonzero(~np.isfinite(values)))
+    _raise_bad_values(
+        int(np.count_nonzero(~np.isfinite(values))), int(np.count_nonzero(values < 0)), where
+    )
+
+
+def _raise_bad_values(n_bad: int, n_neg: int, where: str) -> None:
     if n_bad:
         raise ValueError(
             f"{where} has {n_bad} null, NaN or infinite rating(s); drop or fill them before fitting"
         )
-    n_neg = int(np.count_nonzero(values < 0))
     if n_neg:
         raise ValueError(
             f"{where} has {n_neg} negative rating(s); implicit feedback needs values >= 0 "
@@ -255,13 +375,20 @@ class Interactions:
         cols = [user_col, item_col] + ([rating_col] if rating_col is not None else [])
         if any(_same_name(a, b) for k, a in enumerate(cols) for b in cols[k + 1 :]):
             raise ValueError(f"transaction_col, item_col and rating_col must differ; got {cols}")
-        table = to_arrow(data, cols)
+        spark = _kind(data) == "spark"
+        # Spark: one row per distinct pair, already summed and checked in Spark.
+        if spark:
+            table = _spark_pairs(data, user_col, item_col, rating_col)
+        else:
+            table = to_arrow(data, cols)
         if table.num_rows == 0:
             raise ValueError("the data has no rows: a model needs at least one interaction")
         # By position: integer pandas names became the Arrow field names "0", "1"...
         users = _check_ids(table.column(0), user_col)
         items = _check_ids(table.column(1), item_col)
-        if rating_col is None:
+        if spark:
+            values = table.column(2).to_numpy()
+        elif rating_col is None:
             values = np.ones(table.num_rows)
         else:
             values = _check_ratings(table.column(2), rating_col)
