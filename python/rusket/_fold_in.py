@@ -382,10 +382,15 @@ def partial_fit(
         old_rows = np.repeat(np.arange(seen.shape[0], dtype=np.int64), np.diff(seen.indptr))
         old_keys = old_rows * n_items + seen.indices.astype(np.int64)
         old_conf = np.asarray(seen.data, dtype=np.float32)
-    keys = np.union1d(old_keys, new_keys)
-    conf = np.empty(len(keys), dtype=np.float32)
-    old_pos = np.searchsorted(keys, old_keys)
+    # Both key arrays are sorted and unique: insert the fresh pairs into the stored ones (one
+    # O(nnz) pass, no re-sort of the whole history).
+    at = np.minimum(np.searchsorted(old_keys, new_keys), max(len(old_keys) - 1, 0))
+    fresh = new_keys[~(old_keys[at] == new_keys)] if len(old_keys) else new_keys
+    slots = np.searchsorted(old_keys, fresh)
+    keys = np.insert(old_keys, slots, fresh)
+    old_pos = np.flatnonzero(np.insert(np.ones(len(old_keys), dtype=bool), slots, False))
     new_pos = np.searchsorted(keys, new_keys)
+    conf = np.empty(len(keys), dtype=np.float32)
     conf[old_pos] = old_conf
     summed = np.zeros(len(keys))
     summed[old_pos] = _ratings_of(model, old_conf, p)

@@ -1,0 +1,119 @@
+"""Why this article? ALS.explain (issue 9, item 4)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+import scipy.sparse as sp
+
+import rusket
+
+
+def _reference(model: rusket.ALS, user, item) -> tuple[float, dict, np.ndarray]:
+    """Slow and obvious: A_u = Y^T C_u Y + lambda I with a dense C_u, its inverse, and
+    c_uj * y_i^T A_u^-1 y_j for every past article j; also the exactly solved x_u."""
+    state = model._fitted_state()
+    u = state.user_index().rows(user)[0]
+    i = state.item_index().rows(item)[0]
+    y = state.item_factors.astype(np.float64)
+    c = np.ones(len(y))
+    row = state.seen[u]
+    c[row.indices] = row.data
+    a = y.T @ (c[:, None] * y) + model.regularization_ * np.eye(y.shape[1])
+    inv = np.linalg.inv(a)
+    parts = {state.item_labels[j]: c[j] * y[i] @ inv @ y[j] for j in row.indices}
+    x = inv @ (y[row.indices].T @ c[row.indices])
+    return float(y[i] @ x), parts, x
+
+
+@pytest.fixture
+def model(small_purchases) -> rusket.ALS:
+    return rusket.ALS(factors=6, iterations=5).from_transactions(
+        small_purchases, "customer_id", "article_id", "sales_amount"
+    )
+
+
+def test_contributions_sum_to_the_score_and_match_the_reference(model):
+    for user in model.user_labels[:15]:
+        for item in model.item_labels[::7]:
+            score, labels, parts = model.explain(user, item, n=1000)
+            ref_score, ref_parts, _ = _reference(model, user, item)
+            assert parts.dtype == np.float64
+            assert score == pytest.approx(float(np.sum(parts)), rel=1e-12, abs=1e-12)
+            assert score == pytest.approx(ref_score, rel=1e-6, abs=1e-8)
+            assert sorted(labels.tolist()) == sorted(ref_parts)
+            np.testing.assert_allclose(
+                parts, [ref_parts[k] for k in labels.tolist()], rtol=1e-6, atol=1e-9
+            )
+            assert np.all(np.diff(parts) <= 0)  # largest first
+
+
+def test_the_score_is_that_of_the_folded_in_vector(model, small_purchases):
+    user = model.user_labels[4]
+    vec = model.fold_in(
+        small_purchases[small_purchases.customer_id == user],
+        "customer_id",
+        "article_id",
+        "sales_amount",
+        format="numpy",
+    )["vector"][0]
+    items = model.item_labels[:20]
+    scores = [model.explain(user, item)[0] for item in items]
+    y = model.item_factors[model._fitted_state().item_index().rows(items)]
+    np.testing.assert_allclose(scores, y @ vec, rtol=1e-5, atol=1e-6)
+    # ... and that vector is the dense reference's exactly solved x_u.
+    _, _, x = _reference(model, user, items[0])
+    np.testing.assert_allclose(vec, x, rtol=1e-5, atol=1e-6)
+
+
+def test_n_keeps_the_largest_contributions(model):
+    user = max(
+        model.user_labels,
+        key=lambda u: model._fitted_state().seen[model._fitted_state().user_index().rows(u)[0]].nnz,
+    )
+    item = model.item_labels[0]
+    score, labels, parts = model.explain(user, item, n=1000)
+    assert len(labels) > 3
+    s3, l3, p3 = model.explain(user, item, n=3)
+    assert s3 == score
+    assert l3.tolist() == labels[:3].tolist()
+    np.testing.assert_array_equal(p3, parts[:3])
+
+
+def test_one_article_customers_and_empty_histories():
+    # Customer 2's only amount is 0: the user exists with an empty history (score 0).
+    X = sp.csr_matrix(np.array([[2.0, 0.0, 1.0], [0.0, 0.0, 0.0], [0.0, 3.0, 0.0]]))
+    model = rusket.ALS(factors=2, iterations=3, solver="cholesky").fit(
+        X, user_labels=["a", "b", "c"], item_labels=[10, 20, 30]
+    )
+    score, labels, parts = model.explain("b", 10)
+    assert score == 0.0 and labels.size == 0 and parts.size == 0
+    score, labels, parts = model.explain("c", 20)
+    assert labels.tolist() == [20] and parts[0] == pytest.approx(score)
+    ref_score, _, _ = _reference(model, "c", 20)
+    assert score == pytest.approx(ref_score, rel=1e-6)
+
+
+def test_bad_arguments(model):
+    u, i = model.user_labels[0], model.item_labels[0]
+    with pytest.raises(KeyError, match="unknown user"):
+        model.explain("nobody", i)
+    with pytest.raises(KeyError, match="unknown item"):
+        model.explain(u, "nothing")
+    with pytest.raises(TypeError, match="one user label"):
+        model.explain([u], i)
+    with pytest.raises(TypeError, match="one item label"):
+        model.explain(u, [i, i])
+    with pytest.raises(ValueError, match="n must be >= 1"):
+        model.explain(u, i, n=0)
+    with pytest.raises(rusket.NotFittedError):
+        rusket.ALS().explain(u, i)
+
+
+def test_explain_after_partial_fit_sees_the_new_lines(model):
+    user, item = model.user_labels[0], model.item_labels[0]
+    new = pd.DataFrame({"c": [user], "a": ["brand_new"], "r": [5.0]})
+    model.partial_fit(new, "c", "a", "r")
+    _, labels, _ = model.explain(user, item, n=1000)
+    assert "brand_new" in labels.tolist()
