@@ -33,12 +33,25 @@ def _basket(df: pd.DataFrame, customer) -> tuple[list, list]:
 
 @pytest.mark.parametrize("confidence", ["log", "linear"])
 @pytest.mark.parametrize("regularization", ["auto", 0.5])
+@pytest.mark.parametrize("factors", [3, 8, 30])
 def test_fold_in_of_training_customers_is_their_exact_solve(
-    small_purchases, confidence, regularization
+    small_purchases, confidence, regularization, factors
 ):
     """Each training customer's own history folded in against the final item factors is that
-    customer's exact solve: the Rust Cholesky half-step and the dense numpy reference."""
-    model = _fit(small_purchases, confidence=confidence, regularization=regularization, alpha=2.0)
+    customer's exact solve: the Rust Cholesky half-step and the dense numpy reference. With 3
+    factors most customers have more articles than factors (the f x f system), with 30 all
+    have fewer (the L x L one), with 8 both occur."""
+    model = _fit(
+        small_purchases,
+        confidence=confidence,
+        regularization=regularization,
+        alpha=2.0,
+        factors=factors,
+    )
+    lengths = np.diff(model._fitted_state().seen.indptr)
+    assert {3: lengths.max() > 3, 8: lengths.min() < 8 <= lengths.max(), 30: lengths.max() < 30}[
+        factors
+    ]
     state = model._fitted_state()
     out = model.fold_in(small_purchases, "customer_id", "article_id", "sales_amount")
     assert out["user_id"].tolist() == state.user_labels.tolist()
@@ -84,14 +97,23 @@ def test_recommend_basket_is_fold_in_plus_scoring(small_purchases):
 def test_one_customer_alone_gets_the_vector_it_gets_among_many(small_purchases):
     model = _fit(small_purchases)
     many = _vectors(model.fold_in(small_purchases, "customer_id", "article_id", "sales_amount"))
-    first = model.user_labels[5]
-    alone = model.fold_in(
-        small_purchases[small_purchases.customer_id == first],
-        "customer_id",
-        "article_id",
-        "sales_amount",
-    )
-    np.testing.assert_array_equal(_vectors(alone)[0], many[5])
+    lengths = np.diff(model._fitted_state().seen.indptr)
+    # The shortest and the longest history: both systems (L x L and f x f).
+    for k in (int(np.argmin(lengths)), int(np.argmax(lengths))):
+        customer = model.user_labels[k]
+        alone = model.fold_in(
+            small_purchases[small_purchases.customer_id == customer],
+            "customer_id",
+            "article_id",
+            "sales_amount",
+        )
+        np.testing.assert_array_equal(_vectors(alone)[0], many[k])
+        items, amounts = _basket(small_purchases, customer)
+        labels, scores = model.recommend_basket(items, amounts, n=5)
+        full = model.item_factors @ many[k]
+        np.testing.assert_allclose(
+            scores, full[model._fitted_state().item_index().rows(labels)], rtol=1e-6
+        )
 
 
 def test_amounts_are_read_like_training_data(small_purchases):
