@@ -299,3 +299,18 @@ def test_saved_pickled_and_fit_on_a_matrix_models_fold_in_alike(tmp_path, small_
     m = rusket.ALS(factors=2, iterations=3, solver="cholesky").fit(X, item_labels=["z", "a", "m"])
     labels, _ = m.recommend_basket(["a"], n=3)
     assert sorted(labels.tolist()) == ["m", "z"]
+
+
+def test_concurrent_calls_give_the_sequential_answers(small_purchases):
+    """Threads share one fitted state and its lazily built cache (Y^T Y, the whitened items):
+    concurrent calls, the first ones building the cache, answer like sequential calls."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    baskets = [_basket(small_purchases, c) for c in _fit(small_purchases).user_labels[:24]]
+    expected = [_fit(small_purchases).recommend_basket(i, r, n=5) for i, r in baskets]
+    model = _fit(small_purchases)  # a fresh state: the threads race to build the cache
+    with ThreadPoolExecutor(max_workers=6) as pool:
+        got = list(pool.map(lambda b: model.recommend_basket(b[0], b[1], n=5), baskets * 3))
+    for k, (labels, scores) in enumerate(got):
+        assert labels.tolist() == expected[k % len(baskets)][0].tolist()
+        np.testing.assert_array_equal(scores, expected[k % len(baskets)][1])

@@ -190,3 +190,24 @@ def test_arrow_and_spark_lines_give_the_pandas_result(spark, small_purchases):
         assert got.user_labels.tolist() == expected.user_labels.tolist()
         np.testing.assert_array_equal(got.user_factors, expected.user_factors)
         np.testing.assert_array_equal(got.item_factors, expected.item_factors)
+
+
+def test_readers_see_the_old_or_the_new_model_never_a_mix(small_purchases):
+    from concurrent.futures import ThreadPoolExecutor
+
+    base, more = small_purchases.iloc[:300], small_purchases.iloc[300:]
+    user = base.customer_id.iloc[0]
+    old = _als().from_transactions(base, *COLS)
+    new = _als().from_transactions(base, *COLS).partial_fit(more, *COLS)
+    answers = {tuple(m.recommend_items(user, n=5)[0].tolist()) for m in (old, new)}
+    assert len(answers) == 2  # the update changes this customer's list
+    model = _als().from_transactions(base, *COLS)
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        reads = [pool.submit(model.recommend_items, user, 5) for _ in range(200)]
+        model.partial_fit(more, *COLS)
+        reads += [pool.submit(model.recommend_items, user, 5) for _ in range(50)]
+        seen = {tuple(r.result()[0].tolist()) for r in reads}
+    assert seen <= answers
+    assert tuple(model.recommend_items(user, n=5)[0].tolist()) in answers - {
+        tuple(old.recommend_items(user, n=5)[0].tolist())
+    }

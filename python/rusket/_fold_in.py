@@ -60,8 +60,12 @@ def penalty(model: ALS, state: _Fitted) -> float:
     (the value ``training_loss`` uses; equal to ``regularization_`` after ``fit``)."""
     from rusket.als import _penalty
 
-    p = model._checked_params()
-    return _penalty(p["regularization"], np.asarray(state.seen.data))
+    reg = model._checked_params()["regularization"]
+    # "auto" averages every stored confidence: once per state, not per call.
+    lam: float = state._cached(
+        f"fold_in_penalty_{reg!r}", lambda: _penalty(reg, np.asarray(state.seen.data))
+    )
+    return lam
 
 
 def _whitened(state: _Fitted, lam: float) -> tuple[np.ndarray, np.ndarray]:

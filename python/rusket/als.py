@@ -478,9 +478,10 @@ class ALS(FactorModel):
         Returns
         -------
         score : float
-            ``y_i . x`` for the exactly solved ``x``; the sum of all contributions (with the
-            CG solver, ``user_factors`` hold a close approximation of ``x``, so
-            :meth:`score` may differ slightly).
+            ``y_i . x`` for ``x`` solved exactly against the final item factors (the vector
+            :meth:`fold_in` gives this history); the sum of all contributions. The stored
+            ``user_factors`` were solved half a sweep earlier (and, with CG, to a tolerance),
+            so :meth:`score` can differ slightly.
         item_labels : ndarray
             The customer's articles with the ``n`` largest contributions, largest first.
         contributions : ndarray of float64
