@@ -117,3 +117,45 @@ def test_explain_after_partial_fit_sees_the_new_lines(model):
     model.partial_fit(new, "c", "a", "r")
     _, labels, _ = model.explain(user, item, n=1000)
     assert "brand_new" in labels.tolist()
+
+
+def test_fold_in_recommend_basket_and_explain_agree_with_implicit(small_purchases):
+    """The peer's exact user step (implicit 0.7 ``recalculate_user`` / ``explain`` with
+    ``use_cg=False``), given rusket's item factors, confidences and penalty, gives the same
+    vector, ranking, score and contributions."""
+    pytest.importorskip("implicit")
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # implicit's BLAS-threads advice
+        from implicit.cpu.als import AlternatingLeastSquares
+
+        model = rusket.ALS(factors=6, iterations=4, solver="cholesky").from_transactions(
+            small_purchases, "customer_id", "article_id", "sales_amount"
+        )
+        state = model._fitted_state()
+        peer = AlternatingLeastSquares(
+            factors=6, regularization=model.regularization_, use_cg=False, random_state=0
+        )
+        peer.item_factors = state.item_factors.copy()
+        peer.user_factors = state.user_factors[:1].copy()
+        for u in (0, 7, 21):
+            user = state.user_labels[u]
+            row = sp.csr_matrix(state.seen[u])
+            lines = small_purchases[small_purchases.customer_id == user]
+            ours = model.fold_in(
+                lines, "customer_id", "article_id", "sales_amount", format="numpy"
+            )["vector"][0]
+            theirs = peer.recalculate_user(0, row)
+            np.testing.assert_allclose(ours, theirs, atol=1e-5 * np.abs(theirs).max())
+            ids, _ = peer.recommend(0, row, N=5, recalculate_user=True)
+            labels, _ = model.recommend_basket(
+                lines.article_id.tolist(), lines.sales_amount.tolist(), n=5
+            )
+            assert labels.tolist() == state.item_labels[ids].tolist()
+            item = state.item_labels[3]
+            score, parts, _ = peer.explain(0, row, 3, N=4)
+            s, got_labels, got = model.explain(user, item, n=4)
+            assert s == pytest.approx(score, rel=1e-5)
+            assert got_labels.tolist() == [state.item_labels[j] for j, _ in parts]
+            np.testing.assert_allclose(got, [c for _, c in parts], rtol=1e-5)
