@@ -427,10 +427,15 @@ class ALS(FactorModel):
         and the result equals ``from_transactions`` on the same lines.
 
         **Drift.** Untouched rows are never re-solved, so the model drifts from what a full
-        refit would give as updates accumulate. Measured on ``make_purchases`` (time split,
-        ``benchmarks/bench_partial_fit.py``): see the README; refit from scratch (e.g. nightly
-        or weekly) once the lines added since the last full fit are a large share of the
-        history or new articles sell a lot, and use ``partial_fit`` in between.
+        refit would give as updates accumulate. Measured on ``make_purchases`` (20,000
+        customers, 2,000 articles, a year of 200k lines, time split, 3 logs;
+        ``benchmarks/bench_partial_fit.py``): adding the 20% of lines after a fit on the first
+        60% in 8 updates ends at 1.0% above a full refit's training loss and nDCG@10 0.162 vs
+        0.165 (a model left stale: 0.155 on the customers it knows); adding 60% in 16 updates
+        after a fit on the first 20% ends 3.7% above the refit's loss, nDCG@10 0.158 vs 0.165
+        (``sweeps=3``: 3.0%, 0.161). Each update cost a tenth of a refit or less. Refit from
+        scratch on a schedule (e.g. weekly, or once the lines added since the last full fit
+        reach a third of the history), and ``partial_fit`` in between.
 
         Parameters
         ----------
