@@ -10,6 +10,8 @@ import polars as pl
 import pyarrow as pa
 import pytest
 import scipy.sparse as sp
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 import rusket
 from rusket import _core
@@ -314,3 +316,41 @@ def test_concurrent_calls_give_the_sequential_answers(small_purchases):
     for k, (labels, scores) in enumerate(got):
         assert labels.tolist() == expected[k % len(baskets)][0].tolist()
         np.testing.assert_array_equal(scores, expected[k % len(baskets)][1])
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    n_items=st.integers(1, 12),
+    factors=st.integers(1, 6),
+    seed=st.integers(0, 10_000),
+    basket=st.lists(st.tuples(st.integers(0, 11), st.floats(0.0, 50.0)), min_size=1, max_size=15),
+)
+def test_any_basket_gets_the_dense_reference_vector(n_items, factors, seed, basket):
+    """Random small models (one item, more factors than items, ranks of 1) and random baskets
+    (repeats, zero amounts): the folded-in vector is the dense numpy solve of the summed,
+    transformed basket."""
+    dense = sp.random(8, n_items, density=0.5, random_state=seed).toarray() * 10
+    dense[0, 0] = 1.0  # at least one interaction
+    X = sp.csr_matrix(dense)
+    model = rusket.ALS(factors=factors, iterations=2, solver="cholesky", seed=seed).fit(X)
+    items = [i % n_items for i, _ in basket]
+    amounts = [a for _, a in basket]
+    summed = np.zeros(n_items)
+    np.add.at(summed, items, amounts)
+    if not (summed > 0).any():
+        with pytest.raises(ValueError, match="amount > 0"):
+            model.recommend_basket(items, amounts)
+        return
+    conf = sp.csr_matrix(
+        np.where(summed > 0, 1.0 + 40.0 * np.log1p(summed), 0.0).astype(np.float32)[None]
+    )
+    lam = model.regularization_
+    ref = reference.als_half_step(conf, model.item_factors, lam)[0]
+    frame = pd.DataFrame({"c": 0, "a": items, "r": amounts})
+    got = model.fold_in(frame, "c", "a", "r", format="numpy")["vector"][0]
+    np.testing.assert_allclose(got, ref, atol=1e-5 * max(np.abs(ref).max(), 1e-3), rtol=0)
+    labels, scores = model.recommend_basket(items, amounts, n=n_items, exclude_seen=False)
+    assert len(labels) == n_items
+    np.testing.assert_allclose(
+        np.sort(scores)[::-1], np.sort(model.item_factors @ got)[::-1], rtol=1e-5, atol=1e-6
+    )
