@@ -184,15 +184,41 @@ def _check_spark_id_type(dtype: Any, name: Any) -> None:
         )
 
 
-def _spark_pairs(data: Any, user_col: Any, item_col: Any, rating_col: Any) -> pa.Table:
-    """The distinct ``(user, item)`` pairs of a Spark frame with their summed ratings (row
-    counts without ``rating_col``), summed by Spark; only this compact table is collected.
+@dataclass(frozen=True)
+class SparkPairs:
+    """A Spark frame's distinct ``(user, item)`` pairs, summed in Spark (nothing collected).
 
-    Columns ``u``, ``i`` (the ids as Spark holds them) and ``v`` (float64). The ratings are cast
-    to double before summing, as the pandas path does. A pair holding a null, NaN, infinite or
-    negative rating gets ``v = NaN``; a null id shows as a null ``u`` / ``i``. Either one makes a
-    second job count the bad rows (:func:`_raise_spark_bad_rows`), for the same errors as the
-    pandas path. Types are checked from the schema before any job runs.
+    ``pairs`` has columns ``u``, ``i`` (the ids as Spark holds them) and ``v`` (float64): the
+    summed rating, or the row count without a rating column; ratings are cast to double before
+    summing, as the pandas path does. A pair holding a null, NaN, infinite or negative rating
+    has ``v = NaN``; a null id shows as a null ``u`` / ``i``: :meth:`raise_bad_rows` then counts
+    the bad rows with a second job and raises the pandas path's error.
+    """
+
+    pairs: Any
+    frame: Any
+    selected: list[Any]
+    cols: list[Any]
+
+    def raise_bad_rows(self) -> None:
+        _raise_spark_bad_rows(self.frame, self.selected, self.cols)
+
+
+def check_columns(user_col: Any, item_col: Any, rating_col: Any) -> list[Any]:
+    """The three column arguments checked: names, and all different."""
+    check_column_name("transaction_col", user_col)
+    check_column_name("item_col", item_col)
+    check_column_name("rating_col", rating_col, optional=True)
+    cols = [user_col, item_col] + ([rating_col] if rating_col is not None else [])
+    if any(_same_name(a, b) for k, a in enumerate(cols) for b in cols[k + 1 :]):
+        raise ValueError(f"transaction_col, item_col and rating_col must differ; got {cols}")
+    return cols
+
+
+def spark_pairs(data: Any, user_col: Any, item_col: Any, rating_col: Any) -> SparkPairs:
+    """Sum a Spark frame's ``(user, item)`` pairs in Spark (see :class:`SparkPairs`).
+
+    Column names and types are checked from the schema; no job runs here.
     """
     from pyspark.sql import functions as F
     from pyspark.sql import types as T
@@ -219,11 +245,18 @@ def _spark_pairs(data: Any, user_col: Any, item_col: Any, rating_col: Any) -> pa
         bad = r.isNull() | F.isnan(r) | (F.abs(r) == F.lit(float("inf"))) | (r < 0)
         value = F.when(F.max(bad.cast("int")) > 0, F.lit(float("nan"))).otherwise(F.sum(r))
     pairs = frame.groupBy(selected[0].alias("u"), selected[1].alias("i")).agg(value.alias("v"))
-    table = spark_to_arrow(pairs)
+    return SparkPairs(pairs, frame, selected, cols)
+
+
+def _spark_pairs(data: Any, user_col: Any, item_col: Any, rating_col: Any) -> pa.Table:
+    """The pairs of :func:`spark_pairs`, collected through Arrow (``u``, ``i``, ``v``), or the
+    pandas path's error for bad rows."""
+    sp_pairs = spark_pairs(data, user_col, item_col, rating_col)
+    table = spark_to_arrow(sp_pairs.pairs)
     has_null_ids = table.column(0).null_count > 0 or table.column(1).null_count > 0
     has_bad = rating_col is not None and bool(pc.any(pc.is_nan(table.column(2))).as_py())
     if has_null_ids or has_bad:
-        _raise_spark_bad_rows(frame, selected, cols)
+        sp_pairs.raise_bad_rows()
     return table
 
 
@@ -369,12 +402,7 @@ class Interactions:
         >>> x.matrix.toarray().tolist(), x.user_labels.tolist()
         ([[2.0, 0.0], [0.0, 1.0]], ['a', 'b'])
         """
-        check_column_name("transaction_col", user_col)
-        check_column_name("item_col", item_col)
-        check_column_name("rating_col", rating_col, optional=True)
-        cols = [user_col, item_col] + ([rating_col] if rating_col is not None else [])
-        if any(_same_name(a, b) for k, a in enumerate(cols) for b in cols[k + 1 :]):
-            raise ValueError(f"transaction_col, item_col and rating_col must differ; got {cols}")
+        cols = check_columns(user_col, item_col, rating_col)
         spark = _kind(data) == "spark"
         # Spark: one row per distinct pair, already summed and checked in Spark.
         if spark:
