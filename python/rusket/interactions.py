@@ -8,6 +8,11 @@ pair (with a flag for pairs holding a bad rating), and only that compact result 
 driver, through Arrow. The driver's memory then follows the distinct pairs, not the order lines.
 Bad rows (null ids, null, NaN, infinite or negative ratings) are counted by a second Spark job
 only when the first one found some, so the errors name the same counts as the pandas path.
+Labels are the same sorted labels. Sums of three or more float amounts of one pair may differ
+from the pandas path's in the last bit (float addition is not associative, and neither Spark's
+shuffle nor scipy's duplicate summing fixes an order); counts and exactly representable sums
+are equal, and the float32 confidences of ``ALS`` absorb the rest (bit-identical factors unless a
+sum lies within ~2**-29 of a float32 rounding boundary).
 """
 
 from __future__ import annotations
