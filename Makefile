@@ -4,7 +4,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-$(shell cksum pyproject.toml | cut -d' ' -f1)
 export PYO3_PYTHON := $(abspath $(PY))
 
-.PHONY: demo test build lint pytest cargo-test stubtest clean
+.PHONY: demo test build lint pytest pytest-spark35 cargo-test stubtest clean
 
 # The virtual environment with every extra (Spark, plots, vector stores...) and the dev tools.
 $(STAMP): pyproject.toml
@@ -33,13 +33,31 @@ lint: $(STAMP)
 stubtest: build
 	$(PY) -m mypy.stubtest rusket._core --allowlist tests/stubtest-allowlist.txt
 
+# PySpark 3.5 (Databricks LTS 14.3 to 16.4) beside the main venv's PySpark 4: a second venv with
+# those runtimes' generation of pandas/numpy runs the cookbook's Spark steps (same rows as on
+# Spark 4) against the package in python/ (no second build: the extension is abi3).
+SPARK35 ?= .venv-spark35
+SPARK35_PY := $(SPARK35)/bin/python
+SPARK35_REQS := pyspark==3.5.* pandas==1.5.3 numpy==1.26.* pyarrow==16.* scipy<1.16 pytest>=8
+SPARK35_STAMP := $(SPARK35)/.installed-$(shell echo '$(SPARK35_REQS)' | cksum | cut -d' ' -f1)
+
+$(SPARK35_STAMP):
+	test -x $(SPARK35_PY) || python3.11 -m venv $(SPARK35)
+	$(SPARK35_PY) -m pip install -q $(foreach r,$(SPARK35_REQS),"$(r)")
+	rm -f $(SPARK35)/.installed-*
+	touch $@
+
+pytest-spark35: build $(SPARK35_STAMP)
+	PYTHONPATH=$(CURDIR)/python $(SPARK35_PY) -m pytest -q -k "not connect" \
+		tests/test_spark_compat.py tests/test_spark_session.py
+
 cargo-test: $(STAMP)
 	cargo test --release -q
 
 pytest: build
 	$(PY) -m pytest -q
 
-test: lint cargo-test pytest stubtest
+test: lint cargo-test pytest stubtest pytest-spark35
 
 clean:
-	rm -rf $(VENV) target
+	rm -rf $(VENV) $(SPARK35) target

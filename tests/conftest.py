@@ -1,11 +1,25 @@
 from __future__ import annotations
 
 import os
+import socket
+import subprocess
 import sys
+import textwrap
 
 import numpy as np
 import pandas as pd
 import pytest
+
+
+def pytest_configure(config):
+    try:
+        import pyspark
+    except ImportError:
+        return
+    if pyspark.__version__.startswith("3."):
+        # PySpark 3.5 leaves the socket of an Arrow collection (toPandas, _collect_as_arrow)
+        # for the garbage collector; 4.x closes it.
+        config.addinivalue_line("filterwarnings", "ignore:unclosed <socket.socket:ResourceWarning")
 
 
 @pytest.fixture(scope="session")
@@ -35,6 +49,118 @@ def spark(tmp_path_factory):
     session.sparkContext.setLogLevel("ERROR")
     yield session
     session.stop()
+
+
+# The Spark Connect server runs in a child process: a local server in this process would need
+# the classic SparkContext that the `spark` fixture already holds (one per process).
+_CONNECT_SERVER = textwrap.dedent(
+    """
+    import sys
+    from pyspark.sql import SparkSession
+
+    port, home = sys.argv[1], sys.argv[2]
+    spark = (
+        SparkSession.builder.master("local[2]")
+        .appName("rusket-connect-server")
+        .config("spark.plugins", "org.apache.spark.sql.connect.SparkConnectPlugin")
+        .config("spark.connect.grpc.binding.address", "127.0.0.1")
+        .config("spark.connect.grpc.binding.port", port)
+        .config("spark.task.cpus", "2")
+        .config("spark.ui.enabled", "false")
+        .config("spark.ui.showConsoleProgress", "false")
+        .config("spark.sql.shuffle.partitions", "2")
+        .config("spark.default.parallelism", "2")
+        .config("spark.driver.memory", "1g")
+        .config("spark.sql.execution.arrow.pyspark.enabled", "true")
+        .config("spark.sql.warehouse.dir", home + "/warehouse")
+        .config(
+            "spark.driver.extraJavaOptions",
+            "-XX:TieredStopAtLevel=1 -XX:+UseSerialGC -Dderby.system.home=" + home,
+        )
+        .getOrCreate()
+    )
+    spark.sparkContext.setLogLevel("ERROR")
+    print("ready", flush=True)
+    sys.stdin.read()  # until the test session closes our stdin
+    spark.stop()
+    """
+)
+
+
+@pytest.fixture(scope="session")
+def _connect_server(tmp_path_factory):
+    """A local Spark Connect server (PySpark >= 4) for the whole test run: ``sc://`` address.
+
+    Its executors run with ``spark.task.cpus=2`` (one task at a time on ``local[2]``), so tests
+    can tell that settings are read over Connect.
+    """
+    pyspark = pytest.importorskip("pyspark")
+    if int(pyspark.__version__.split(".")[0]) < 4:
+        pytest.skip(
+            f"the local Spark Connect server ships with PySpark 4 (this is {pyspark.__version__})"
+        )
+    pytest.importorskip("grpc", reason="Spark Connect needs the spark extra's grpcio")
+    home = tmp_path_factory.mktemp("spark-connect")
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    env = dict(os.environ, PYSPARK_PYTHON=sys.executable, SPARK_LOCAL_IP="127.0.0.1")
+    for var in ("SPARK_REMOTE", "SPARK_CONNECT_MODE_ENABLED", "SPARK_LOCAL_REMOTE"):
+        env.pop(var, None)
+    log = open(home / "server.log", "w")  # closed at teardown
+    proc = subprocess.Popen(
+        [sys.executable, "-c", _CONNECT_SERVER, str(port), str(home)],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=log,
+        text=True,
+        env=env,
+    )
+    try:
+        line = proc.stdout.readline()  # "ready", or "" if the server died
+        if line.strip() != "ready":
+            proc.wait(timeout=30)
+            raise RuntimeError(
+                f"the Spark Connect server did not start (exit {proc.returncode}): "
+                + (home / "server.log").read_text()[-3000:]
+            )
+        yield f"sc://127.0.0.1:{port}"
+    finally:
+        proc.stdin.close()
+        try:
+            proc.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+        proc.stdout.close()
+        log.close()
+
+
+@pytest.fixture(scope="session")
+def _connect_session(_connect_server):
+    from pyspark.sql.connect.session import SparkSession as RemoteSparkSession
+
+    session = RemoteSparkSession.builder.remote(_connect_server).getOrCreate()
+    yield session
+    session.stop()
+
+
+@pytest.fixture
+def connect_spark(_connect_session, monkeypatch):
+    """A Spark Connect session, as Databricks serverless gives one (no SparkContext).
+
+    PySpark picks Connect's column functions while ``SPARK_CONNECT_MODE_ENABLED`` is set, as in
+    a Connect-only process; it is set for the test only, because this process also holds the
+    classic session of the ``spark`` fixture.
+    """
+    monkeypatch.setenv("SPARK_CONNECT_MODE_ENABLED", "1")
+    return _connect_session
+
+
+@pytest.fixture(params=["classic", "connect"])
+def any_spark(request):
+    """The classic session and the Spark Connect session in turn."""
+    return request.getfixturevalue("spark" if request.param == "classic" else "connect_spark")
 
 
 @pytest.fixture

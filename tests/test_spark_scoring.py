@@ -7,6 +7,7 @@ import pandas as pd
 import pytest
 
 import rusket
+from rusket._formats import spark_to_arrow
 
 
 @pytest.fixture(scope="module")
@@ -31,7 +32,7 @@ def models():
 
 
 def _rows(sdf):
-    t = sdf.toArrow()
+    t = spark_to_arrow(sdf)
     return sorted(
         zip(t["user_id"].to_pylist(), t["rank"].to_pylist(), t["item_id"].to_pylist()),
         key=lambda r: (str(r[0]), r[1]),
@@ -48,7 +49,7 @@ def test_distributed_scoring_equals_local(spark, models, which, exclude_seen):
     local = model.batch_recommend(n=7, exclude_seen=exclude_seen, format="spark")
     assert dist.schema == local.schema
     assert _rows(dist) == _rows(local)
-    scores = dist.toArrow()["score"].to_numpy()
+    scores = spark_to_arrow(dist)["score"].to_numpy()
     assert np.isfinite(scores).all()
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 import rusket.spark
-from rusket._formats import get_spark
+from rusket._formats import arrow_to_spark, get_spark, spark_to_arrow
 
 
 @pytest.mark.spark
@@ -25,8 +25,8 @@ def test_local_session_returns_the_active_session(spark):
 def test_local_session_is_usable_for_arrow_round_trips(spark):
     pa = pytest.importorskip("pyarrow")
     session = rusket.spark.local_session()
-    df = session.createDataFrame(pa.table({"customer_id": [1, 2], "article_id": ["a", "b"]}))
-    assert df.toArrow().column("article_id").to_pylist() == ["a", "b"]
+    df = arrow_to_spark(session, pa.table({"customer_id": [1, 2], "article_id": ["a", "b"]}))
+    assert spark_to_arrow(df).column("article_id").to_pylist() == ["a", "b"]
 
 
 @pytest.mark.parametrize(

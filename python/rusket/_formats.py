@@ -41,30 +41,113 @@ def _column_to_numpy(col: pa.ChunkedArray) -> np.ndarray:
 
 
 def spark_compatible(table: pa.Table) -> pa.Table:
-    """Spark takes variable-size lists: ``list<float32>``, read back as ``array<float>``."""
+    """Spark takes variable-size lists: ``list<float32>``, read back as ``array<float>``.
+
+    Every column also gets at least one chunk (PySpark 4 fails on a nested column of none, which
+    an empty table may have).
+    """
     cols = []
     for field, col in zip(table.schema, table.columns):
         if pa.types.is_fixed_size_list(field.type):
             col = col.cast(pa.list_(field.type.value_type))
+        if col.num_chunks == 0:
+            col = pa.chunked_array([pa.array([], col.type)], col.type)
         cols.append(col)
     return pa.table(cols, names=table.column_names)
+
+
+def _pyspark_major() -> int:
+    import pyspark
+
+    head = str(getattr(pyspark, "__version__", "0")).split(".", 1)[0]
+    return int(head) if head.isdigit() else 0
+
+
+def _is_connect(obj: Any) -> bool:
+    """Whether ``obj`` (a SparkSession or DataFrame) belongs to Spark Connect (no JVM here)."""
+    return type(obj).__module__.startswith("pyspark.sql.connect")
 
 
 def spark_to_arrow(df: Any) -> pa.Table:
     """Collect a Spark DataFrame to the driver as a pyarrow Table, through Arrow (never row by row).
 
-    The one place that collects: PySpark 4 has ``DataFrame.toArrow``; the version-specific
-    fallbacks live here too.
+    The one place that collects, on every PySpark this package supports:
+
+    - PySpark 4 (classic and Spark Connect): ``DataFrame.toArrow()``;
+    - PySpark 3.5 classic (Databricks LTS 14.3 to 16.4): the Arrow batches that ``toPandas``
+      collects (``_collect_as_arrow``), assembled and cast to the schema ``toArrow`` gives in
+      PySpark 4 (timestamps in UTC, the DataFrame's nullability), so both versions return the
+      same table;
+    - PySpark 3.5 Spark Connect: the Arrow table the Connect client receives.
+
+    Examples
+    --------
+    >>> spark_to_arrow(spark.range(3)).column("id").to_pylist()  # doctest: +SKIP
+    [0, 1, 2]
     """
-    return df.toArrow()
+    if hasattr(df, "toArrow"):
+        return df.toArrow()
+    from pyspark.sql.pandas.types import to_arrow_schema
+
+    schema = to_arrow_schema(df.schema)
+    if _is_connect(df):  # PySpark 3.5 over Spark Connect
+        client = df._session.client
+        table, _ = client.to_table(df._plan.to_proto(client))
+        return table.cast(schema) if table.num_columns else schema.empty_table()
+    batches = df._collect_as_arrow()
+    if not batches:
+        return schema.empty_table()
+    return pa.Table.from_batches(batches).cast(schema)
+
+
+def _spark_ready_pandas(table: pa.Table) -> Any:
+    """``table`` as a pandas frame PySpark 3.5 turns back into exactly ``table``'s values.
+
+    Integer columns with nulls become object columns of ints and ``None`` (pandas would make
+    them float64 and lose int64 precision); float columns with nulls or NaN become pandas'
+    masked float arrays (PySpark reads NaN in a plain float column as null); every other
+    column converts as pyarrow does.
+    """
+    pd = require("pandas")
+    frame = table.to_pandas()
+    for name, col in zip(table.column_names, table.columns):
+        if pa.types.is_integer(col.type) and col.null_count:
+            frame[name] = pd.Series(col.to_pylist(), dtype=object, index=frame.index)
+        elif pa.types.is_floating(col.type) and len(col):
+            values = np.asarray(col.to_numpy(zero_copy_only=False))  # nulls read as NaN
+            if col.null_count or np.isnan(values).any():
+                mask = np.asarray(col.is_null().to_numpy(zero_copy_only=False), dtype=bool)
+                masked = pd.arrays.FloatingArray(values.astype(values.dtype, copy=True), mask)
+                frame[name] = pd.Series(masked, index=frame.index)
+    return frame
 
 
 def arrow_to_spark(spark: Any, table: pa.Table) -> Any:
     """Create a Spark DataFrame from a pyarrow Table (the one place that does).
 
-    Fixed-size list columns become ``array<float>`` (see :func:`spark_compatible`).
+    Fixed-size list columns become ``array<float>`` (see :func:`spark_compatible`). PySpark 4
+    (classic and Spark Connect) takes the Arrow table itself; PySpark 3.5 takes it as a pandas
+    frame together with the Spark schema derived from the Arrow schema, so that column types
+    are the same on both (``bigint`` ids stay ``bigint`` even with nulls, ``float`` stays
+    ``float``, timestamps keep their instant). With
+    ``spark.sql.execution.arrow.pyspark.enabled`` on (as in :func:`rusket.spark.local_session`
+    and on Databricks), 3.5 transfers that frame through Arrow too and the values are exact;
+    with it off, 3.5 converts row by row and a null float may come back as NaN.
+
+    Examples
+    --------
+    >>> sdf = arrow_to_spark(spark, pa.table({"user_id": [1, 2]}))  # doctest: +SKIP
+    >>> sdf.schema.simpleString()  # doctest: +SKIP
+    'struct<user_id:bigint>'
     """
-    return spark.createDataFrame(spark_compatible(table))
+    from pyspark.sql.pandas.types import from_arrow_schema
+
+    table = spark_compatible(table)
+    schema = from_arrow_schema(table.schema)
+    if _pyspark_major() >= 4:
+        # Spark Connect infers no schema from an empty table: give it (the same as inferred).
+        return spark.createDataFrame(table, schema=schema if table.num_rows == 0 else None)
+    return spark.createDataFrame(_spark_ready_pandas(table), schema=schema)
 
 
 def get_spark() -> Any:

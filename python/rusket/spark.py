@@ -26,9 +26,9 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pyarrow as pa
 
-from rusket._formats import arrow_to_spark, get_spark
+from rusket._formats import _is_connect, arrow_to_spark, get_spark
 from rusket._optional import require
-from rusket._validation import check_int
+from rusket._validation import MAX_THREADS, check_int, check_threads
 
 if TYPE_CHECKING:  # pragma: no cover
     from rusket._model import Recommender, _Fitted
@@ -140,7 +140,8 @@ def local_session(
     for key, value in settings.items():
         builder = builder.config(key, value)
     session = builder.getOrCreate()
-    session.sparkContext.setLogLevel(log_level)
+    if not _is_connect(session):  # SPARK_REMOTE set: a Connect session has no SparkContext
+        session.sparkContext.setLogLevel(log_level)
     return session
 
 
@@ -167,12 +168,49 @@ def _label_type(labels: np.ndarray) -> pa.DataType:
     return pa.string() if labels.dtype == object else pa.int64()
 
 
+def _conf_int(spark: Any, key: str) -> int | None:
+    """A positive integer setting of the session, or ``None`` when it is unset, not an integer
+    or not readable (Spark Connect servers may refuse to show some settings)."""
+    try:
+        value = spark.conf.get(key, None)
+    except Exception:  # e.g. a serverless workspace that hides the setting
+        return None
+    try:
+        n = int(str(value))
+    except ValueError:
+        return None
+    return n if n >= 1 else None
+
+
+def _task_cpus(spark: Any) -> int:
+    """``spark.task.cpus`` of the session (1 when unset): the cores each Spark task may use.
+
+    Read through ``spark.conf``, so it works on classic sessions and over Spark Connect.
+    """
+    return min(_conf_int(spark, "spark.task.cpus") or 1, MAX_THREADS)
+
+
+def _default_parallelism(spark: Any) -> int:
+    """How many tasks to split work into: the SparkContext's default parallelism on a classic
+    session; over Spark Connect (no SparkContext) ``spark.default.parallelism`` when set, else
+    ``spark.sql.shuffle.partitions``, else 1."""
+    if not _is_connect(spark):
+        return int(spark.sparkContext.defaultParallelism)
+    return (
+        _conf_int(spark, "spark.default.parallelism")
+        or _conf_int(spark, "spark.sql.shuffle.partitions")
+        or 1
+    )
+
+
 def batch_recommend(
     model: Recommender,
     n: int = 10,
     exclude_seen: bool = True,
     num_partitions: int | None = None,
     spark: Any = None,
+    *,
+    num_threads: int | None = None,
 ) -> Any:
     """Top-``n`` items for every user, computed by the Spark executors.
 
@@ -188,9 +226,24 @@ def batch_recommend(
     exclude_seen : bool, default True
         Skip the items each user bought in the training data.
     num_partitions : int, optional
-        How many tasks to split the users into (default: the session's default parallelism).
+        How many tasks to split the users into. Default: the session's default parallelism
+        (``spark.default.parallelism`` over Spark Connect, where there is no SparkContext;
+        else ``spark.sql.shuffle.partitions``), at most one task per user.
     spark : SparkSession, optional
-        Defaults to the active session (or a new local one).
+        Defaults to the active session (or a new local one). Classic and Spark Connect
+        sessions (Databricks serverless, shared access mode) both work.
+    num_threads : int, optional
+        Threads of the Rust kernel inside each Spark task. Spark runs one task per
+        ``spark.task.cpus`` cores of an executor at once, so the default is the session's
+        ``spark.task.cpus`` (1 unless set; read on the driver): the executors' cores are used,
+        never oversubscribed. ``0`` uses every core of the executor in each task (only right
+        when a task has the executor to itself).
+
+    Notes
+    -----
+    What must fit where: the driver holds the model (user and item factors) and the users'
+    training items (``exclude_seen``) while it sends them to Spark; each task receives the item
+    factors once with its closure and its share of the users. The result stays distributed.
 
     Examples
     --------
@@ -204,10 +257,13 @@ def batch_recommend(
         raise TypeError(f"exclude_seen must be True or False, got {exclude_seen!r}")
     if num_partitions is not None:
         check_int("num_partitions", num_partitions, minimum=1)
+    if num_threads is not None:
+        check_threads(num_threads)
     state = model._fitted_state()  # one consistent model, even if it is refitted meanwhile
     table = _users_table(state, exclude_seen)
     spark = spark if spark is not None else get_spark()
-    parts = num_partitions or spark.sparkContext.defaultParallelism
+    threads = _task_cpus(spark) if num_threads is None else num_threads
+    parts = num_partitions or min(_default_parallelism(spark), max(table.num_rows, 1))
     users = arrow_to_spark(spark, table).repartition(parts)
     items = np.ascontiguousarray(state.item_factors)
     item_labels = state.item_labels
@@ -237,7 +293,7 @@ def batch_recommend(
                 kw["exclude_indices"] = np.asarray(
                     seen.values.to_numpy(zero_copy_only=False)[offsets[0] : offsets[-1]], np.int32
                 )
-            idx, sc = _core.topk(query, items, n, num_threads=0, **kw)
+            idx, sc = _core.topk(query, items, n, num_threads=threads, **kw)
             valid = idx >= 0
             user_ids = batch.column("user_id").to_numpy(zero_copy_only=False)
             ranks = np.broadcast_to(np.arange(1, idx.shape[1] + 1, dtype=np.int32), idx.shape)

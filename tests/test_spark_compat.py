@@ -1,0 +1,257 @@
+"""The cookbook's Spark steps on every Spark this package supports: PySpark 3.5 (Databricks LTS
+14.3 to 16.4) and 4.x, classic sessions and Spark Connect (Databricks serverless).
+
+Every step is compared with the same step on pyarrow/pandas frames, which never touch Spark, so
+one run per Spark version (``make test`` runs this file under PySpark 4 and, in
+``.venv-spark35``, under PySpark 3.5) shows the same rows on all of them. Collection goes through
+``rusket._formats.spark_to_arrow`` because ``DataFrame.toArrow`` is PySpark 4 only.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import math
+
+import numpy as np
+import pyarrow as pa
+import pytest
+
+import rusket
+import rusket.spark
+from rusket._formats import _is_connect, arrow_to_spark, spark_to_arrow
+from rusket.datasets import make_purchases
+from rusket.evaluation import evaluate, time_split
+
+pytestmark = pytest.mark.spark
+
+
+@pytest.fixture(scope="module")
+def orders():
+    """Cookbook-like order lines (timestamps, int article ids) with a line number."""
+    df = make_purchases(n_customers=150, n_articles=60, n_lines=2500, n_segments=4, seed=3)
+    return df.reset_index(drop=True).assign(line=lambda d: np.arange(len(d), dtype=np.int64))
+
+
+@pytest.fixture(scope="module")
+def models(orders):
+    """ALS on int customer ids, ALS on string customer ids, and best sellers."""
+    cols = ("customer_id", "article_id", "sales_amount")
+    str_orders = orders.assign(customer_id="c" + orders.customer_id.astype(str))
+    return {
+        "als-int": rusket.ALS(factors=8, iterations=4, seed=1).from_transactions(orders, *cols),
+        "als-str": rusket.ALS(factors=8, iterations=4, seed=1).from_transactions(str_orders, *cols),
+        "popularity": rusket.Popularity().from_transactions(orders, *cols),
+    }
+
+
+def _rows(table: pa.Table, cols: tuple[str, ...] = ("user_id", "rank", "item_id", "score")):
+    return sorted(zip(*(table[c].to_pylist() for c in cols)), key=lambda r: tuple(map(str, r)))
+
+
+def _frame_of(spark, sdf) -> None:
+    """A result of ``spark`` lives in the same kind of session (Connect or classic)."""
+    assert _is_connect(sdf) == _is_connect(spark)
+
+
+# --- Arrow in, Arrow out -----------------------------------------------------------------------
+
+
+def _typed_table() -> pa.Table:
+    utc = dt.timezone.utc
+    return pa.table(
+        {
+            "id": pa.array([2**62 + 1, None, -7], pa.int64()),
+            "label": pa.array(["SKU-001", None, "é"], pa.string()),
+            "score": pa.array([0.5, -1.25, float("nan")], pa.float32()),
+            "amount": pa.array([1e300, 0.0, -2.5], pa.float64()),
+            "rank": pa.array([1, 2, 3], pa.int32()),
+            "flag": pa.array([True, False, None], pa.bool_()),
+            "vector": pa.FixedSizeListArray.from_arrays(
+                pa.array(np.arange(6, dtype=np.float32) / 3), 2
+            ),
+            "seen": pa.array([[1.5, 2.0], [], None], pa.list_(pa.float32())),
+            "when": pa.array(
+                [
+                    dt.datetime(2024, 1, 2, 3, 4, 5, 6, tzinfo=utc),
+                    None,
+                    dt.datetime(1970, 1, 1, tzinfo=utc),
+                ],
+                pa.timestamp("us", tz="UTC"),
+            ),
+            "day": pa.array([dt.date(2024, 2, 29), dt.date(1, 1, 1), None], pa.date32()),
+        }
+    )
+
+
+_SPARK_TYPES = (
+    "struct<id:bigint,label:string,score:float,amount:double,rank:int,flag:boolean,"
+    "vector:array<float>,seen:array<float>,when:timestamp,day:date>"
+)
+
+
+def test_arrow_round_trip_keeps_types_and_values(any_spark):
+    table = _typed_table()
+    sdf = arrow_to_spark(any_spark, table)
+    _frame_of(any_spark, sdf)
+    assert sdf.schema.simpleString() == _SPARK_TYPES
+    back = spark_to_arrow(sdf)
+    assert back.column_names == table.column_names
+    assert [str(t) for t in back.schema.types] == [
+        "int64",
+        "string",
+        "float",
+        "double",
+        "int32",
+        "bool",
+        "list<element: float>",
+        "list<element: float>",
+        "timestamp[us, tz=UTC]",
+        "date32[day]",
+    ]
+    for name in table.column_names:
+        want = table[name].to_pylist()
+        got = back[name].to_pylist()
+        if name == "score":  # NaN != NaN
+            assert got[:2] == want[:2] and math.isnan(got[2])
+        else:
+            assert got == want, name
+    assert spark_to_arrow(sdf.limit(0)).schema == back.schema  # empty result: same schema
+
+
+def test_empty_table_round_trip(any_spark):
+    table = _typed_table().slice(0, 0)
+    sdf = arrow_to_spark(any_spark, table)
+    assert sdf.schema.simpleString() == _SPARK_TYPES
+    back = spark_to_arrow(sdf)
+    assert back.num_rows == 0 and back.column_names == table.column_names
+
+
+def test_input_table_is_not_modified(any_spark):
+    table = _typed_table()
+    before = repr(table.to_pylist())  # repr: NaN == NaN
+    arrow_to_spark(any_spark, table).count()
+    assert repr(table.to_pylist()) == before
+    assert pa.types.is_fixed_size_list(table.schema.field("vector").type)
+
+
+# --- the cookbook's steps ---------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("str_ids", [False, True], ids=["int-ids", "str-ids"])
+def test_from_transactions_on_a_spark_frame(any_spark, orders, models, str_ids):
+    data = orders.assign(customer_id="c" + orders.customer_id.astype(str)) if str_ids else orders
+    sdf = any_spark.createDataFrame(data)
+    als = rusket.ALS(factors=8, iterations=4, seed=1).from_transactions(
+        sdf, transaction_col="customer_id", item_col="article_id", rating_col="sales_amount"
+    )
+    local = models["als-str" if str_ids else "als-int"]
+    assert als.user_labels.tolist() == local.user_labels.tolist()
+    assert als.item_labels.tolist() == local.item_labels.tolist()
+    assert np.array_equal(als.user_factors, local.user_factors)
+    assert np.array_equal(als.item_factors, local.item_factors)
+
+
+@pytest.mark.parametrize("normalize", [False, True])
+@pytest.mark.parametrize("which", ["als-int", "als-str"])
+def test_exports_in_spark_format(any_spark, models, which, normalize):
+    model = models[which]
+    id_type = "string" if which == "als-str" else "bigint"
+    for export, label in (
+        (model.export_user_factors, id_type),
+        (model.export_item_factors, "bigint"),
+    ):
+        sdf = export(normalize=normalize, format="spark")
+        _frame_of(any_spark, sdf)
+        key = sdf.columns[0]
+        assert sdf.schema.simpleString() == f"struct<{key}:{label},vector:array<float>>"
+        got = spark_to_arrow(sdf).sort_by(key)
+        want = export(normalize=normalize, format="arrow").sort_by(key)
+        assert got[key].to_pylist() == want[key].to_pylist()
+        np.testing.assert_array_equal(
+            np.stack(got["vector"].to_numpy(zero_copy_only=False)),
+            np.stack(want["vector"].to_pylist()).astype(np.float32),
+        )
+
+
+@pytest.mark.parametrize("exclude_seen", [True, False])
+@pytest.mark.parametrize("which", ["als-int", "als-str", "popularity"])
+def test_batch_recommend_local_and_in_the_executors(any_spark, models, which, exclude_seen):
+    model = models[which]
+    want = model.batch_recommend(n=7, exclude_seen=exclude_seen, format="arrow")
+    local = model.batch_recommend(n=7, exclude_seen=exclude_seen, format="spark")
+    dist = rusket.spark.batch_recommend(
+        model, n=7, exclude_seen=exclude_seen, num_partitions=3, spark=any_spark
+    )
+    _frame_of(any_spark, local)
+    _frame_of(any_spark, dist)
+    assert dist.schema == local.schema
+    id_type = "string" if which == "als-str" else "bigint"
+    assert local.schema.simpleString() == (
+        f"struct<user_id:{id_type},item_id:bigint,score:float,rank:int>"
+    )
+    assert _rows(spark_to_arrow(local)) == _rows(want)
+    assert _rows(spark_to_arrow(dist)) == _rows(want)
+
+
+def test_batch_recommend_default_partitions_and_threads(any_spark, models):
+    model = models["als-str"]
+    want = _rows(model.batch_recommend(n=5, format="arrow"))
+    assert _rows(spark_to_arrow(rusket.spark.batch_recommend(model, n=5, spark=any_spark))) == want
+    for threads in (1, 2, 0):
+        got = rusket.spark.batch_recommend(model, n=5, spark=any_spark, num_threads=threads)
+        assert _rows(spark_to_arrow(got)) == want
+
+
+def test_potential_tiers_on_spark(any_spark, models):
+    model = models["als-str"]
+    recs = model.batch_recommend(n=6, format="spark")
+    tiers = rusket.potential_tiers(recs, by="item_id", cuts=(0.2, 0.5))
+    _frame_of(any_spark, tiers)
+    want = rusket.potential_tiers(
+        model.batch_recommend(n=6, format="arrow"), by="item_id", cuts=(0.2, 0.5)
+    )
+    cols = ("user_id", "item_id", "percent_rank", "potential")
+    assert _rows(spark_to_arrow(tiers), cols) == _rows(want, cols)
+    assert {r[3] for r in _rows(want, cols)} == {"High", "Medium", "Low"}
+
+
+def test_evaluation_on_spark(any_spark, orders):
+    sdf = any_spark.createDataFrame(orders)
+    train, test = time_split(sdf, "order_date", test_size=0.25)
+    _frame_of(any_spark, test)
+    local_train, local_test = time_split(orders, "order_date", test_size=0.25)
+    assert sorted(spark_to_arrow(test.select("line"))["line"].to_pylist()) == sorted(
+        local_test["line"].tolist()
+    )
+    assert train.count() == len(local_train)
+    model = rusket.ALS(factors=8, iterations=4, seed=1).from_transactions(
+        local_train, "customer_id", "article_id", "sales_amount"
+    )
+    got = evaluate(model, test, "customer_id", "article_id", k=5)
+    assert got == evaluate(model, local_test, "customer_id", "article_id", k=5)
+    assert got["users"] > 0 and 0 < got["ndcg@5"] <= 1
+
+
+# --- threads per Spark task --------------------------------------------------------------------
+
+
+def test_threads_per_task_come_from_spark_task_cpus(spark):
+    from rusket.spark import _task_cpus
+
+    # The classic test session leaves spark.task.cpus unset: one core per task.
+    assert _task_cpus(spark) == 1
+
+
+@pytest.mark.parametrize(
+    ("value", "error", "match"),
+    [
+        (-1, ValueError, "num_threads must be >= 0"),
+        (5000, ValueError, "num_threads must be at most 1024"),
+        (1.5, TypeError, "num_threads must be an integer"),
+        (True, TypeError, "num_threads must be an integer"),
+        ("2", TypeError, "num_threads must be an integer"),
+    ],
+)
+def test_bad_num_threads_is_a_clear_error(spark, models, value, error, match):
+    with pytest.raises(error, match=match):
+        rusket.spark.batch_recommend(models["als-int"], n=3, spark=spark, num_threads=value)
