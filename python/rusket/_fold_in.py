@@ -55,12 +55,12 @@ def _gram(state: _Fitted) -> np.ndarray:
     return gram
 
 
-def penalty(model: ALS, state: _Fitted) -> float:
+def penalty(model: ALS, state: _Fitted, p: dict[str, Any] | None = None) -> float:
     """The model's ``lambda``: ``regularization``, or ``"auto"`` over the stored confidences
     (the value ``training_loss`` uses; equal to ``regularization_`` after ``fit``)."""
     from rusket.als import _penalty
 
-    reg = model._checked_params()["regularization"]
+    reg = (p if p is not None else model._checked_params())["regularization"]
     # "auto" averages every stored confidence: once per state, not per call.
     lam: float = state._cached(
         f"fold_in_penalty_{reg!r}", lambda: _penalty(reg, np.asarray(state.seen.data))
@@ -108,11 +108,14 @@ def solve_rows(
     f = white.shape[1]
     out = np.zeros((n_rows, f), dtype=np.float32)
     lengths = np.diff(indptr)
-    order = np.argsort(lengths, kind="stable")
-    by_length = lengths[order]
-    starts = np.flatnonzero(np.r_[True, by_length[1:] != by_length[:-1]])
-    ends = np.r_[starts[1:], len(order)]
-    for s0, e0 in zip(starts.tolist(), ends.tolist()):
+    if n_rows == 1:  # one basket: one stack, no grouping
+        order, by_length, bounds = np.zeros(1, np.int64), lengths, [(0, 1)]
+    else:
+        order = np.argsort(lengths, kind="stable")
+        by_length = lengths[order]
+        starts = np.flatnonzero(np.r_[True, by_length[1:] != by_length[:-1]])
+        bounds = list(zip(starts.tolist(), np.r_[starts[1:], len(order)].tolist()))
+    for s0, e0 in bounds:
         width = int(by_length[s0])
         if width == 0:
             continue  # empty histories: x = 0
@@ -168,7 +171,7 @@ def _known_columns(
 
 
 def basket_row(
-    model: ALS, state: _Fitted, items: Any, ratings: Any, unknown: str
+    model: ALS, state: _Fitted, items: Any, ratings: Any, unknown: str, p: dict[str, Any]
 ) -> tuple[np.ndarray, np.ndarray]:
     """One customer's basket as ``(columns, confidences)``: sorted unique known columns and the
     confidences of their summed amounts, exactly as training reads order lines."""
@@ -215,7 +218,6 @@ def basket_row(
             "every amount of the basket is 0: a customer needs at least one article with an "
             "amount > 0 (training leaves such lines out as well)"
         )
-    p = model._checked_params()
     return uniq[keep].astype(np.int32), model._confidence(summed[keep], p)
 
 
@@ -264,9 +266,10 @@ def recommend_basket(
     n = check_int("n", n, minimum=1)
     if not isinstance(exclude_seen, (bool, np.bool_)):
         raise TypeError(f"exclude_seen must be True or False, got {exclude_seen!r}")
-    cols, conf = basket_row(model, state, items, ratings, unknown)
+    p = model._checked_params()
+    cols, conf = basket_row(model, state, items, ratings, unknown, p)
     indptr = np.array([0, len(cols)], dtype=np.int64)
-    x = solve_rows(state, penalty(model, state), indptr, cols, conf)
+    x = solve_rows(state, penalty(model, state, p), indptr, cols, conf)
     exclude = (indptr, cols) if exclude_seen else None
     idx, scores = model._topk(x, state.item_factors, n, exclude)
     keep = idx[0] >= 0
