@@ -126,6 +126,20 @@ def test_empty_table_round_trip(any_spark):
     assert back.num_rows == 0 and back.column_names == table.column_names
 
 
+def test_public_helpers_to_arrow_and_from_arrow(any_spark):
+    table = _typed_table().select(["id", "label", "vector"])
+    sdf = rusket.spark.from_arrow(table)  # the active session: classic or Connect
+    _frame_of(any_spark, sdf)
+    assert sdf.schema.simpleString() == "struct<id:bigint,label:string,vector:array<float>>"
+    back = rusket.spark.to_arrow(sdf)
+    assert back["id"].to_pylist() == table["id"].to_pylist()
+    assert back["vector"].to_pylist() == table["vector"].to_pylist()
+    with pytest.raises(TypeError, match="df must be a Spark DataFrame, got pandas"):
+        rusket.spark.to_arrow(table.to_pandas())
+    with pytest.raises(TypeError, match="table must be a pyarrow.Table, got DataFrame"):
+        rusket.spark.from_arrow(table.to_pandas(), spark=any_spark)
+
+
 def test_input_table_is_not_modified(any_spark):
     table = _typed_table()
     before = repr(table.to_pylist())  # repr: NaN == NaN
@@ -240,6 +254,30 @@ def test_threads_per_task_come_from_spark_task_cpus(spark):
 
     # The classic test session leaves spark.task.cpus unset: one core per task.
     assert _task_cpus(spark) == 1
+
+
+@pytest.mark.parametrize("exclude_seen", [True, False])
+def test_the_task_function_hands_num_threads_to_the_kernel(models, exclude_seen):
+    # The function Spark ships to every task, run here on batches of 17 users: each thread count
+    # gives the local rows, and a count only the kernel checks (the driver refuses it first)
+    # comes back as the kernel's error, so the value reaches the kernel.
+    from rusket.spark import _out_schema, _scorer, _users_table
+
+    model = models["als-str"]
+    state = model._fitted_state()
+    users = _users_table(state, exclude_seen)
+    want = _rows(model.batch_recommend(n=5, exclude_seen=exclude_seen, format="arrow"))
+
+    def run(threads: int) -> pa.Table:
+        fn = _scorer(
+            state.item_factors, state.item_labels, _out_schema(state), 5, exclude_seen, threads
+        )
+        return pa.Table.from_batches(list(fn(iter(users.to_batches(max_chunksize=17)))))
+
+    for threads in (1, 2, 0):
+        assert _rows(run(threads)) == want
+    with pytest.raises(ValueError, match="num_threads must be at most 1024"):
+        run(2000)
 
 
 @pytest.mark.parametrize(

@@ -1,16 +1,24 @@
-"""Spark helpers: a quick local session, and scoring inside the executors.
+"""Spark helpers: a quick local session, Arrow in and out, and scoring inside the executors.
+
+Everything here works on PySpark 3.5 (Databricks LTS 14.3 to 16.4) and 4.x, on classic
+sessions and over Spark Connect (Databricks serverless and shared access mode, where there is no
+``SparkContext``).
 
 :func:`local_session` starts (or returns) a quiet embedded Spark for scripts, notebooks and
 tests on one machine.
 
+:func:`to_arrow` and :func:`from_arrow` move a Spark DataFrame to a ``pyarrow.Table`` and back
+on every supported PySpark (``DataFrame.toArrow`` and ``createDataFrame(pa.Table)`` are PySpark
+4 only).
+
 :func:`batch_recommend` ships the item factors to the executors with the task closure, streams
 the users (their vectors and seen items) through ``mapInArrow`` and runs the same exact Rust
-top-k kernel on every Arrow batch. The result has the schema of
-``model.batch_recommend(format="spark")``: ``user_id, item_id, score, rank``. Works for every
-rusket model (ALS, Popularity): all of them score by the dot products of their factors.
+top-k kernel on every Arrow batch, with ``spark.task.cpus`` threads per task. The result has the
+schema of ``model.batch_recommend(format="spark")``: ``user_id, item_id, score, rank``. Works for
+every rusket model (ALS, Popularity): all of them score by the dot products of their factors.
 
-Needs the ``spark`` extra, and rusket installed on the executors (as on a Databricks cluster
-with the wheel attached).
+Needs PySpark (the runtime's, or the ``spark-local`` extra), and rusket installed on the
+executors (as on a Databricks cluster with the wheel attached).
 """
 
 from __future__ import annotations
@@ -20,13 +28,13 @@ import os
 import shutil
 import sys
 import tempfile
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pyarrow as pa
 
-from rusket._formats import _is_connect, arrow_to_spark, get_spark
+from rusket._formats import _is_connect, arrow_to_spark, get_spark, spark_to_arrow
 from rusket._optional import require
 from rusket._validation import MAX_THREADS, check_int, check_threads
 
@@ -145,6 +153,66 @@ def local_session(
     return session
 
 
+def to_arrow(df: Any) -> pa.Table:
+    """Collect a Spark DataFrame to the driver as a ``pyarrow.Table``, through Arrow.
+
+    ``DataFrame.toArrow()`` where PySpark has it (4.x, classic and Spark Connect); on PySpark
+    3.5 the Arrow batches that ``toPandas`` collects, cast to the schema 4.x gives (timestamps
+    in UTC), so the table is the same on both.
+
+    Parameters
+    ----------
+    df : pyspark.sql.DataFrame
+        A classic or Spark Connect DataFrame. It is not modified.
+
+    Returns
+    -------
+    pyarrow.Table
+
+    Examples
+    --------
+    >>> import rusket.spark
+    >>> spark = rusket.spark.local_session()  # doctest: +SKIP
+    >>> rusket.spark.to_arrow(spark.range(3)).column("id").to_pylist()  # doctest: +SKIP
+    [0, 1, 2]
+    """
+    if type(df).__name__ != "DataFrame" or not type(df).__module__.startswith("pyspark"):
+        raise TypeError(
+            f"df must be a Spark DataFrame, got {type(df).__module__}.{type(df).__name__}"
+        )
+    return spark_to_arrow(df)
+
+
+def from_arrow(table: pa.Table, spark: Any = None) -> Any:
+    """A Spark DataFrame of a ``pyarrow.Table``, with the same column types on PySpark 3.5 and 4.x.
+
+    ``fixed_size_list`` columns (rusket's vectors) become ``array<float>``; ``int64`` stays
+    ``bigint`` and ``float32`` stays ``float``, nulls included.
+
+    Parameters
+    ----------
+    table : pyarrow.Table
+        The data. It is not modified.
+    spark : SparkSession, optional
+        Defaults to the active session (or a new local one); classic or Spark Connect.
+
+    Returns
+    -------
+    pyspark.sql.DataFrame
+
+    Examples
+    --------
+    >>> import pyarrow as pa
+    >>> import rusket.spark
+    >>> sdf = rusket.spark.from_arrow(pa.table({"user_id": [1, 2]}))  # doctest: +SKIP
+    >>> sdf.schema.simpleString()  # doctest: +SKIP
+    'struct<user_id:bigint>'
+    """
+    if not isinstance(table, pa.Table):
+        raise TypeError(f"table must be a pyarrow.Table, got {type(table).__name__}")
+    return arrow_to_spark(spark if spark is not None else get_spark(), table)
+
+
 def _users_table(state: _Fitted, exclude_seen: bool) -> pa.Table:
     seen = state.seen
     vectors = state.user_factors
@@ -201,6 +269,63 @@ def _default_parallelism(spark: Any) -> int:
         or _conf_int(spark, "spark.sql.shuffle.partitions")
         or 1
     )
+
+
+def _out_schema(state: _Fitted) -> pa.Schema:
+    return pa.schema(
+        [
+            ("user_id", _label_type(state.user_labels)),
+            ("item_id", _label_type(state.item_labels)),
+            ("score", pa.float32()),
+            ("rank", pa.int32()),
+        ]
+    )
+
+
+def _scorer(
+    item_factors: np.ndarray,
+    item_labels: np.ndarray,
+    out_schema: pa.Schema,
+    n: int,
+    exclude_seen: bool,
+    num_threads: int,
+) -> Callable[[Iterator[pa.RecordBatch]], Iterator[pa.RecordBatch]]:
+    """The function each Spark task runs (``mapInArrow``): batches of ``user_id, vector[, seen]``
+    in, top-``n`` rows out, scored by the Rust kernel with ``num_threads`` threads."""
+    items = np.ascontiguousarray(item_factors)
+
+    def score(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
+        from rusket import _core
+
+        for batch in batches:
+            if batch.num_rows == 0:
+                continue
+            vec = batch.column("vector")
+            query = np.asarray(vec.flatten().to_numpy(zero_copy_only=False), np.float32)
+            query = np.ascontiguousarray(query.reshape(batch.num_rows, items.shape[1]))
+            kw = {}
+            if exclude_seen:
+                seen = batch.column("seen")
+                offsets = seen.offsets.to_numpy().astype(np.int64)
+                kw["exclude_indptr"] = offsets - offsets[0]
+                kw["exclude_indices"] = np.asarray(
+                    seen.values.to_numpy(zero_copy_only=False)[offsets[0] : offsets[-1]], np.int32
+                )
+            idx, sc = _core.topk(query, items, n, num_threads=num_threads, **kw)
+            valid = idx >= 0
+            user_ids = batch.column("user_id").to_numpy(zero_copy_only=False)
+            ranks = np.broadcast_to(np.arange(1, idx.shape[1] + 1, dtype=np.int32), idx.shape)
+            yield pa.RecordBatch.from_arrays(
+                [
+                    pa.array(np.repeat(user_ids, valid.sum(axis=1)), out_schema.field(0).type),
+                    pa.array(item_labels[idx[valid]], out_schema.field(1).type),
+                    pa.array(sc[valid], pa.float32()),
+                    pa.array(ranks[valid], pa.int32()),
+                ],
+                schema=out_schema,
+            )
+
+    return score
 
 
 def batch_recommend(
@@ -265,47 +390,8 @@ def batch_recommend(
     threads = _task_cpus(spark) if num_threads is None else num_threads
     parts = num_partitions or min(_default_parallelism(spark), max(table.num_rows, 1))
     users = arrow_to_spark(spark, table).repartition(parts)
-    items = np.ascontiguousarray(state.item_factors)
-    item_labels = state.item_labels
-    out_schema = pa.schema(
-        [
-            ("user_id", _label_type(state.user_labels)),
-            ("item_id", _label_type(item_labels)),
-            ("score", pa.float32()),
-            ("rank", pa.int32()),
-        ]
-    )
-
-    def score(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
-        from rusket import _core
-
-        for batch in batches:
-            if batch.num_rows == 0:
-                continue
-            vec = batch.column("vector")
-            query = np.asarray(vec.flatten().to_numpy(zero_copy_only=False), np.float32)
-            query = np.ascontiguousarray(query.reshape(batch.num_rows, items.shape[1]))
-            kw = {}
-            if exclude_seen:
-                seen = batch.column("seen")
-                offsets = seen.offsets.to_numpy().astype(np.int64)
-                kw["exclude_indptr"] = offsets - offsets[0]
-                kw["exclude_indices"] = np.asarray(
-                    seen.values.to_numpy(zero_copy_only=False)[offsets[0] : offsets[-1]], np.int32
-                )
-            idx, sc = _core.topk(query, items, n, num_threads=threads, **kw)
-            valid = idx >= 0
-            user_ids = batch.column("user_id").to_numpy(zero_copy_only=False)
-            ranks = np.broadcast_to(np.arange(1, idx.shape[1] + 1, dtype=np.int32), idx.shape)
-            yield pa.RecordBatch.from_arrays(
-                [
-                    pa.array(np.repeat(user_ids, valid.sum(axis=1)), out_schema.field(0).type),
-                    pa.array(item_labels[idx[valid]], out_schema.field(1).type),
-                    pa.array(sc[valid], pa.float32()),
-                    pa.array(ranks[valid], pa.int32()),
-                ],
-                schema=out_schema,
-            )
+    out_schema = _out_schema(state)
+    score = _scorer(state.item_factors, state.item_labels, out_schema, n, exclude_seen, threads)
 
     ddl = ", ".join(f"{f.name} {_SPARK_DDL[f.type]}" for f in out_schema)
     return users.mapInArrow(score, ddl)
