@@ -1,0 +1,214 @@
+"""The fast paths of the default ALS solver ("cg" with a tolerance) against the exact solves.
+
+When the other side has clearly fewer rows than the target (users against a small catalogue),
+the default solver writes short rows out by the exact Woodbury solve through
+Z = Y (YᵀY + λI)⁻¹ and runs CG only on the long rows. These tests build data that takes that
+path (`_takes_z_path` mirrors the kernel's rule) and compare every kind of row with the dense
+numpy solve and the kernel's textbook f64 solve ("reference").
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import scipy.sparse as sp
+
+from rusket import _core
+from tests import reference
+
+
+def _csr(m: sp.csr_matrix):
+    return m.indptr.astype(np.int64), m.indices.astype(np.int32), m.data.astype(np.float32)
+
+
+def _short_max(f: int) -> int:
+    return min(round(f**0.5), f - 1)
+
+
+def _takes_z_path(conf: sp.csr_matrix, f: int) -> bool:
+    lengths = np.diff(conf.indptr)
+    long = int((lengths > _short_max(f)).sum())
+    return conf.shape[1] + 2 * long < conf.shape[0]
+
+
+def _rows_of_lengths(lengths, n_items, rng, scale=40.0, duplicates=False):
+    """A CSR matrix whose row u has lengths[u] stored entries (distinct items unless
+    `duplicates`), confidences 1 + scale * Exp(1)."""
+    indptr, indices = [0], []
+    for n in lengths:
+        if duplicates:
+            cols = rng.integers(0, n_items, n)
+        else:
+            cols = np.sort(rng.choice(n_items, n, replace=False))
+        indices.extend(cols.tolist())
+        indptr.append(len(indices))
+    data = (1.0 + scale * rng.exponential(1.0, len(indices))).astype(np.float32)
+    return sp.csr_matrix(
+        (data, np.array(indices, np.int32), np.array(indptr, np.int64)),
+        shape=(len(lengths), n_items),
+    )
+
+
+def _solve(conf, fixed, solver, reg, tol=1e-5, start=None, steps=16):
+    rng = np.random.default_rng(1)
+    x = (
+        rng.standard_normal((conf.shape[0], fixed.shape[1])).astype(np.float32)
+        if start is None
+        else start.copy()
+    )
+    _core.als_solve_side(
+        *_csr(conf),
+        fixed,
+        x,
+        regularization=reg,
+        solver=solver,
+        cg_steps=steps,
+        num_threads=2,
+        tol=tol,
+    )
+    return x
+
+
+@pytest.mark.parametrize("f", [1, 2, 4, 9, 16, 33])
+def test_every_row_length_around_the_rank_matches_the_dense_solve(f):
+    """Rows of 0, 1, the Woodbury limit, f-1, f and f+1 items; many short rows so that the
+    default solver takes the Z path. Short rows are exact; long rows are CG to tolerance, which
+    from any start converges to the solve when run long enough (cg_steps > f)."""
+    rng = np.random.default_rng(f)
+    n_items = f + 3
+    special = [0, 1, _short_max(f), max(f - 1, 0), f, f + 1]
+    lengths = [min(n, n_items) for n in special] + [
+        int(v) for v in rng.integers(0, _short_max(f) + 1, 40 + 10 * f)
+    ]
+    conf = _rows_of_lengths(lengths, n_items, rng)
+    assert _takes_z_path(conf, f)
+    fixed = rng.standard_normal((n_items, f)).astype(np.float32)
+    want = reference.als_half_step(conf, fixed, 0.5)
+    got = _solve(conf, fixed, "cg", 0.5, tol=1e-12, steps=4 * f + 8)
+    np.testing.assert_allclose(got, want, rtol=2e-3, atol=2e-3)
+    assert not got[np.diff(conf.indptr) == 0].any()
+    # solver="auto" is the same solver.
+    np.testing.assert_array_equal(_solve(conf, fixed, "auto", 0.5, tol=1e-12, steps=4 * f + 8), got)
+
+
+@pytest.mark.parametrize("f", [3, 8, 20])
+def test_short_rows_are_exact_whatever_the_starting_point(f):
+    """Rows within the Woodbury limit do not depend on the warm start (no iteration)."""
+    rng = np.random.default_rng(100 + f)
+    n_items = 2 * f + 5
+    lengths = [int(v) for v in rng.integers(1, _short_max(f) + 1, 300)]
+    conf = _rows_of_lengths(lengths, n_items, rng)
+    assert _takes_z_path(conf, f)
+    fixed = rng.standard_normal((n_items, f)).astype(np.float32)
+    want = reference.als_half_step(conf, fixed, 0.1)
+    a = _solve(conf, fixed, "cg", 0.1, steps=1)
+    b = _solve(conf, fixed, "cg", 0.1, steps=1, start=np.zeros_like(a))
+    np.testing.assert_array_equal(a, b)
+    np.testing.assert_allclose(a, want, rtol=1e-4, atol=1e-4)
+
+
+def test_one_item_catalogue_and_single_user():
+    rng = np.random.default_rng(7)
+    # One item, many users (each row 0 or 1 entries): every row short.
+    conf = _rows_of_lengths([int(v) for v in rng.integers(0, 2, 50)], 1, rng)
+    fixed = np.array([[0.7, -1.2, 0.3]], np.float32)
+    assert _takes_z_path(conf, 3)
+    np.testing.assert_allclose(
+        _solve(conf, fixed, "cg", 0.2), reference.als_half_step(conf, fixed, 0.2), rtol=1e-5
+    )
+    # One user: the whitened path (no Z), still right.
+    one = _rows_of_lengths([4], 6, rng)
+    fixed6 = rng.standard_normal((6, 4)).astype(np.float32)
+    assert not _takes_z_path(one, 4)
+    np.testing.assert_allclose(
+        _solve(one, fixed6, "cg", 0.2, tol=1e-12, steps=20),
+        reference.als_half_step(one, fixed6, 0.2),
+        rtol=1e-3,
+        atol=1e-4,
+    )
+
+
+def test_duplicate_items_in_a_row_match_the_textbook_kernel_solve():
+    """A repeated item counts once per stored entry, as in every other solver."""
+    rng = np.random.default_rng(11)
+    f, n_items = 8, 5
+    lengths = [int(v) for v in rng.integers(0, _short_max(f) + 1, 200)]
+    conf = _rows_of_lengths(lengths, n_items, rng, duplicates=True)
+    assert _takes_z_path(conf, f)
+    assert any(len(set(conf[u].indices)) < conf[u].nnz for u in range(conf.shape[0]))
+    fixed = rng.standard_normal((n_items, f)).astype(np.float32)
+    np.testing.assert_allclose(
+        _solve(conf, fixed, "cg", 0.3),
+        _solve(conf, fixed, "reference", 0.3),
+        rtol=1e-4,
+        atol=1e-5,
+    )
+
+
+@pytest.mark.parametrize("scale", [1e4, 1e6, 1e8 - 1])
+def test_huge_confidences_stay_exact(scale):
+    """Linear confidences on raw amounts (up to the 1e8 limit): short rows, and long rows with a
+    confidence above 1e5, are solved exactly in f64 and match the f64 reference to f32
+    precision; the other long rows run CG to tolerance (objective within 1e-3 of the exact)."""
+    rng = np.random.default_rng(int(np.log10(scale)))
+    f, n_items = 6, 9
+    lengths = [int(v) for v in rng.integers(0, _short_max(f) + 1, 300)] + [f - 1, f, f + 1, 9]
+    conf = _rows_of_lengths(lengths, n_items, rng, scale=1.0)
+    conf.data = np.minimum(1.0 + scale * rng.random(conf.nnz), 1e8).astype(np.float32)
+    assert _takes_z_path(conf, f)
+    fixed = rng.standard_normal((n_items, f)).astype(np.float32)
+    want = _solve(conf, fixed, "reference", 0.01)
+    got = _solve(conf, fixed, "cg", 0.01)
+    assert np.isfinite(got).all()
+    lengths_arr = np.diff(conf.indptr)
+    top = np.array([conf.data[a:b].max(initial=0.0) for a, b in zip(conf.indptr, conf.indptr[1:])])
+    exact = (lengths_arr <= _short_max(f)) | (top > 1e5)
+    assert exact.sum() > 250
+    np.testing.assert_allclose(
+        got[exact], want[exact], rtol=2e-3, atol=2e-3 * np.abs(want[exact]).max()
+    )
+    loss = _core.als_loss(*_csr(conf), got, fixed, regularization=0.01, num_threads=1)
+    ref = _core.als_loss(*_csr(conf), want, fixed, regularization=0.01, num_threads=1)
+    assert loss <= ref * (1 + 1e-3)
+
+
+def test_default_matches_the_whitened_cg_on_a_realistic_shape():
+    """Many users, a small catalogue, power-law row lengths: both forms of the default
+    solver reach the same objective (each within the tolerance of the exact one)."""
+    rng = np.random.default_rng(5)
+    n_users, n_items, f = 3000, 200, 24
+    lengths = np.minimum((rng.pareto(1.2, n_users) + 1).astype(int), n_items)
+    conf = _rows_of_lengths(lengths.tolist(), n_items, rng)
+    conf.data = (1.0 + 40.0 * np.log1p(conf.data)).astype(np.float32)
+    assert _takes_z_path(conf, f)
+    fixed = (0.1 * rng.standard_normal((n_items, f))).astype(np.float32)
+    start = (0.1 * rng.standard_normal((n_users, f))).astype(np.float32)
+    reg = 3.0 * float(conf.data.mean())
+    exact = _solve(conf, fixed, "cholesky", reg, start=start)
+    loss = {
+        s: _core.als_loss(
+            *_csr(conf),
+            _solve(conf, fixed, s, reg, start=start),
+            fixed,
+            regularization=reg,
+            num_threads=1,
+        )
+        for s in ["cg", "cg_whitened"]
+    }
+    ref = _core.als_loss(*_csr(conf), exact, fixed, regularization=reg, num_threads=1)
+    for s, v in loss.items():
+        assert ref <= v * (1 + 1e-6), s
+        assert v <= ref * (1 + 1e-3), (s, v / ref)
+
+
+def test_bad_tolerances_and_names_are_value_errors():
+    conf = _rows_of_lengths([1, 2], 3, np.random.default_rng(0))
+    fixed = np.ones((3, 2), np.float32)
+    x = np.zeros((2, 2), np.float32)
+    kw = {"regularization": 0.1, "cg_steps": 3, "num_threads": 1}
+    with pytest.raises(ValueError, match="auto"):
+        _core.als_solve_side(*_csr(conf), fixed, x, solver="auto", tol=0.0, **kw)
+    with pytest.raises(ValueError, match="tolerance"):
+        _core.als_solve_side(*_csr(conf), fixed, x, solver="cg", tol=float("nan"), **kw)
+    with pytest.raises(ValueError, match="solver"):
+        _core.als_solve_side(*_csr(conf), fixed, x, solver="woodbury", tol=1e-5, **kw)
