@@ -234,6 +234,139 @@ def run_ingest(args: argparse.Namespace) -> None:
     print(f"load average at the end: {os.getloadavg()}")
 
 
+# --- rusket vs MLlib -----------------------------------------------------------------------------
+
+
+def _als_from_factors(params: dict, users, items, ulab, ilab, seen):
+    """A rusket.ALS holding MLlib's factors (for nDCG with rusket.evaluation)."""
+    import rusket
+    from rusket._model import _Fitted
+
+    model = rusket.ALS(**params)
+    model._state = _Fitted.build(users, items, ulab, ilab, seen)
+    return model
+
+
+def run_mllib(args: argparse.Namespace) -> None:
+    import numpy as np
+    import pyarrow as pa
+    from pyspark.ml.recommendation import ALS as MLlibALS
+    from pyspark.sql import Window
+    from pyspark.sql import functions as F
+
+    import rusket
+    import rusket.spark
+    from rusket._formats import arrow_to_spark, spark_to_arrow
+    from rusket._spark_fit import _fit_mllib, auto_reg_param
+    from rusket.datasets import make_purchases
+    from rusket.evaluation import evaluate, time_split
+
+    n_lines, n_customers, n_articles = (
+        (40_000, 4_000, 800) if args.quick else (args.mllib_lines, args.mllib_lines // 20, 8_000)
+    )
+    t = time.perf_counter()
+    lines = make_purchases(
+        n_customers=n_customers, n_articles=n_articles, n_lines=n_lines, seed=args.seed
+    )
+    train, test = time_split(lines, "order_date", test_size=0.2)
+    cols = ("customer_id", "article_id", "sales_amount")
+    spark = _session()
+    ckpt = tempfile.mkdtemp(prefix="rusket-bench-ckpt-")
+    spark.sparkContext.setCheckpointDir(ckpt)
+    sdf = arrow_to_spark(spark, pa.Table.from_pandas(train[list(cols)], preserve_index=False))
+    sdf = sdf.persist()
+    n_train = sdf.count()
+    print(
+        f"data: make_purchases({n_customers:,} customers, {n_articles:,} articles, "
+        f"{n_lines:,} lines, seed={args.seed}); time split: {n_train:,} train lines (a cached "
+        f"Spark frame), {len(test):,} test lines ({time.perf_counter() - t:.0f} s)",
+        flush=True,
+    )
+    f, iters, alpha = args.factors, args.iterations, 40.0
+    params = {"factors": f, "iterations": iters, "alpha": alpha, "seed": 0}
+
+    # rusket, in-process: Spark frame -> fit -> top-20 as a Spark frame.
+    t0 = time.perf_counter()
+    model = rusket.ALS(**params).from_transactions(sdf, *cols)
+    t1 = time.perf_counter()
+    recs = model.batch_recommend(n=20, exclude_seen=True, format="spark")
+    n_recs = recs.count()
+    t2 = time.perf_counter()
+    lam = model.regularization_
+    seen = model._fitted_state().seen
+    reg_param = auto_reg_param(seen.data, *seen.shape)  # fit_als's mapping of "auto"
+    ours = evaluate(model, test, "customer_id", "article_id", k=10)["ndcg@10"]
+    print(
+        f"rusket: fit {t1 - t0:.1f} s, top-20 (Spark frame, {n_recs:,} rows) {t2 - t1:.1f} s, "
+        f"nDCG@10 {ours:.4f} (lambda {lam:.4g}; MLlib gets regParam {reg_param:.4g})",
+        flush=True,
+    )
+
+    # MLlib: sums in Spark, ALS(implicitPrefs) on log1p(amount) (rusket's confidence), top-20
+    # with bought articles filtered out after recommendForAllUsers(20 + longest history).
+    t3 = time.perf_counter()
+    pairs = sdf.groupBy("customer_id", "article_id").agg(F.sum("sales_amount").alias("v"))
+    pairs = pairs.filter(F.col("v") > 0)
+    train_df = pairs.select("customer_id", "article_id", F.log1p("v").alias("r"))
+    mllib = MLlibALS(
+        rank=f,
+        maxIter=iters,
+        regParam=reg_param,
+        alpha=alpha,
+        implicitPrefs=True,
+        userCol="customer_id",
+        itemCol="article_id",
+        ratingCol="r",
+        seed=0,
+        checkpointInterval=5,
+    ).fit(train_df)
+    t4 = time.perf_counter()
+    longest = pairs.groupBy("customer_id").count().agg(F.max("count")).collect()[0][0]
+    top = mllib.recommendForAllUsers(20 + longest).select(
+        "customer_id", F.posexplode("recommendations").alias("pos", "rec")
+    )
+    top = top.select(
+        "customer_id", F.col("rec.article_id").alias("article_id"), F.col("rec.rating").alias("s")
+    ).join(pairs.select("customer_id", "article_id"), ["customer_id", "article_id"], "left_anti")
+    rank = F.row_number().over(Window.partitionBy("customer_id").orderBy(F.desc("s")))
+    top = top.withColumn("rank", rank).filter(F.col("rank") <= 20)
+    n_top = top.count()
+    t5 = time.perf_counter()
+    # nDCG of MLlib's factors with the same exclusion (not timed).
+    uf = spark_to_arrow(mllib.userFactors).to_pydict()
+    itf = spark_to_arrow(mllib.itemFactors).to_pydict()
+    ulab, ilab = model.user_labels, model.item_labels
+    users = np.zeros((len(ulab), f), np.float32)
+    items = np.zeros((len(ilab), f), np.float32)
+    users[np.searchsorted(ulab, uf["id"])] = np.asarray(uf["features"], np.float32)
+    items[np.searchsorted(ilab, itf["id"])] = np.asarray(itf["features"], np.float32)
+    theirs_model = _als_from_factors(params, users, items, ulab, ilab, seen)
+    theirs = evaluate(theirs_model, test, "customer_id", "article_id", k=10)["ndcg@10"]
+    print(
+        f"MLlib:  fit {t4 - t3:.1f} s, top-20 (recommendForAllUsers({20 + longest}) then "
+        f"filtered, {n_top:,} rows) {t5 - t4:.1f} s, nDCG@10 {theirs:.4f}",
+        flush=True,
+    )
+    t6 = time.perf_counter()
+    via = _fit_mllib(sdf, *cols, **params)
+    t7 = time.perf_counter()
+    via_ndcg = evaluate(via.model, test, "customer_id", "article_id", k=10)["ndcg@10"]
+    print(
+        f"rusket.spark.fit_als (MLlib + Spark indexing + collection): {t7 - t6:.1f} s, "
+        f"nDCG@10 {via_ndcg:.4f}",
+        flush=True,
+    )
+    ours_total, theirs_total = t2 - t0, t5 - t3
+    print(
+        f"\nratios MLlib / rusket: fit {(t4 - t3) / (t1 - t0):.1f}x, top-20 "
+        f"{(t5 - t4) / (t2 - t1):.1f}x, end to end {theirs_total / ours_total:.1f}x "
+        f"({theirs_total:.1f} s vs {ours_total:.1f} s); fit_als / in-process fit "
+        f"{(t7 - t6) / (t1 - t0):.1f}x; nDCG@10 rusket {ours:.4f} vs MLlib {theirs:.4f} "
+        f"(fit_als {via_ndcg:.4f})"
+    )
+    print(f"load average at the end: {os.getloadavg()}")
+
+
 def main() -> None:
     if len(sys.argv) == 4 and sys.argv[1] == "--child-ingest":
         ingest_child(sys.argv[2], sys.argv[3])
@@ -245,6 +378,9 @@ def main() -> None:
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--data", help="reuse the parquet lines a previous ingest run wrote")
+    ap.add_argument("--mllib-lines", type=int, default=1_000_000)
+    ap.add_argument("--factors", type=int, default=32)
+    ap.add_argument("--iterations", type=int, default=10)
     args = ap.parse_args()
     if args.quick:
         args.lines = min(args.lines, 300_000)
@@ -252,6 +388,9 @@ def main() -> None:
     if args.part in ("ingest", "both"):
         print("== ingestion: from_transactions(spark_df) ==", flush=True)
         run_ingest(args)
+    if args.part in ("mllib", "both"):
+        print("\n== rusket in-process vs Spark MLlib ALS ==", flush=True)
+        run_mllib(args)
 
 
 if __name__ == "__main__":

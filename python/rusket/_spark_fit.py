@@ -45,6 +45,25 @@ class _MLlibFit:
     reg_param: float
 
 
+def auto_reg_param(confidences: np.ndarray, n_users: int, n_items: int) -> float:
+    """MLlib's ``regParam`` for ``regularization="auto"``: rusket's automatic penalty
+    (``3 * mean(confidence)``) for a row with the average number of pairs of the denser side.
+
+    MLlib multiplies ``regParam`` by each row's number of pairs (ALS-WR), so the side with more
+    pairs per row (usually the articles) sets the scale; taking the sparser side instead puts
+    a heavy penalty on every popular article (on ``make_purchases`` data, 4k x 800, nDCG@10 fell
+    from 0.15 to 0.05).
+
+    >>> auto_reg_param(np.full(6, 2.0), n_users=3, n_items=2)  # 3 * 2 / (6 / 2)
+    2.0
+    """
+    nnz = len(confidences)
+    if nnz == 0:
+        return AUTO_PENALTY
+    mean_c = float(np.mean(confidences, dtype=np.float64))
+    return AUTO_PENALTY * mean_c * min(n_users, n_items) / nnz
+
+
 def _check_params(params: dict[str, Any]) -> ALS:
     for key in params:
         if key in _SOLVER_ONLY:
@@ -172,10 +191,7 @@ def _fit_mllib(
         )
         seen.sort_indices()
         if p["regularization"] == "auto":
-            # rusket's "auto" penalty (3 x the mean confidence) for a user with the average
-            # number of pairs: MLlib multiplies regParam by each row's count of pairs.
-            mean_c = float(np.mean(conf, dtype=np.float64)) if len(conf) else 1.0
-            reg_param = AUTO_PENALTY * mean_c * n_users / max(seen.nnz, 1)
+            reg_param = auto_reg_param(conf, n_users, n_items)
         else:
             reg_param = float(p["regularization"])
         # Confidence 1 + alpha * r' in MLlib: r' = log1p(r / epsilon) gives rusket's "log".
@@ -271,9 +287,10 @@ def fit_als(
     ``regParam`` by each row's number of rated pairs, rusket's ``regularization`` is one
     ``lambda`` for every row. The same number is therefore a much stronger penalty in MLlib for
     active customers and popular articles. ``regularization="auto"`` (the default) sets
-    ``regParam = 3 * mean(confidence) * n_customers / n_pairs``: rusket's automatic penalty for a
-    customer with the average number of pairs. MLlib also solves every row exactly (Cholesky)
-    from a different random start, so the factors are not rusket's, only of the same model.
+    ``regParam = 3 * mean(confidence) * min(n_customers, n_articles) / n_pairs``: rusket's
+    automatic penalty for a row with the average number of pairs of the denser side (see
+    :func:`auto_reg_param`). MLlib also solves every row exactly (Cholesky) from a different
+    random start, so the factors are not rusket's, only of a similar model.
 
     Examples
     --------
