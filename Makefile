@@ -35,10 +35,12 @@ stubtest: build
 
 # PySpark 3.5 (Databricks LTS 14.3 to 16.4) beside the main venv's PySpark 4: a second venv with
 # those runtimes' generation of pandas/numpy runs the cookbook's Spark steps (same rows as on
-# Spark 4) against the package in python/ (no second build: the extension is abi3).
+# Spark 4) against the package in python/ (no second build: the extension is abi3), on a classic
+# session and as a 3.5 Spark Connect client of a 4.x server started from the main venv.
 SPARK35 ?= .venv-spark35
 SPARK35_PY := $(SPARK35)/bin/python
-SPARK35_REQS := pyspark==3.5.* pandas==1.5.3 numpy==1.26.* pyarrow==16.* scipy<1.16 pytest>=8
+SPARK35_REQS := pyspark==3.5.* pandas==1.5.3 numpy==1.26.* pyarrow==16.* scipy<1.16 pytest>=8 \
+	grpcio>=1.56 grpcio-status>=1.56 googleapis-common-protos>=1.56.4 protobuf<5
 SPARK35_STAMP := $(SPARK35)/.installed-$(shell echo '$(SPARK35_REQS)' | cksum | cut -d' ' -f1)
 
 $(SPARK35_STAMP):
@@ -48,8 +50,8 @@ $(SPARK35_STAMP):
 	touch $@
 
 pytest-spark35: build $(SPARK35_STAMP)
-	PYTHONPATH=$(CURDIR)/python $(SPARK35_PY) -m pytest -q -k "not connect" \
-		tests/test_spark_compat.py tests/test_spark_session.py
+	PYTHONPATH=$(CURDIR)/python RUSKET_CONNECT_SERVER_PYTHON=$(abspath $(PY)) $(SPARK35_PY) -m \
+		pytest -q tests/test_spark_compat.py tests/test_spark_session.py tests/test_spark_connect.py
 
 cargo-test: $(STAMP)
 	cargo test --release -q

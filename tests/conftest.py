@@ -91,25 +91,29 @@ _CONNECT_SERVER = textwrap.dedent(
 def _connect_server(tmp_path_factory):
     """A local Spark Connect server (PySpark >= 4) for the whole test run: ``sc://`` address.
 
-    Its executors run with ``spark.task.cpus=2`` (one task at a time on ``local[2]``), so tests
-    can tell that settings are read over Connect.
+    It runs on this interpreter, or on ``RUSKET_CONNECT_SERVER_PYTHON`` (``make test`` points the
+    PySpark 3.5 run at the main venv, so a 3.5 Connect client talks to a 4.x server, as on
+    Databricks serverless). Its executors run with ``spark.task.cpus=2`` (one task at a time on
+    ``local[2]``), so tests can tell that settings are read over Connect.
     """
     pyspark = pytest.importorskip("pyspark")
-    if int(pyspark.__version__.split(".")[0]) < 4:
+    server_python = os.environ.get("RUSKET_CONNECT_SERVER_PYTHON", sys.executable)
+    if server_python == sys.executable and int(pyspark.__version__.split(".")[0]) < 4:
         pytest.skip(
-            f"the local Spark Connect server ships with PySpark 4 (this is {pyspark.__version__})"
+            "the local Spark Connect server ships with PySpark 4 (this is "
+            f"{pyspark.__version__}); set RUSKET_CONNECT_SERVER_PYTHON to a PySpark 4 python"
         )
-    pytest.importorskip("grpc", reason="Spark Connect needs the spark extra's grpcio")
+    pytest.importorskip("grpc", reason="Spark Connect needs the spark-local extra's grpcio")
     home = tmp_path_factory.mktemp("spark-connect")
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
-    env = dict(os.environ, PYSPARK_PYTHON=sys.executable, SPARK_LOCAL_IP="127.0.0.1")
+    env = dict(os.environ, PYSPARK_PYTHON=server_python, SPARK_LOCAL_IP="127.0.0.1")
     for var in ("SPARK_REMOTE", "SPARK_CONNECT_MODE_ENABLED", "SPARK_LOCAL_REMOTE"):
         env.pop(var, None)
     log = open(home / "server.log", "w")  # closed at teardown
     proc = subprocess.Popen(
-        [sys.executable, "-c", _CONNECT_SERVER, str(port), str(home)],
+        [server_python, "-c", _CONNECT_SERVER, str(port), str(home)],
         stdin=subprocess.PIPE,
         stdout=subprocess.PIPE,
         stderr=log,
