@@ -1,5 +1,7 @@
 """Type stubs for the native module ``rusket._core`` (kept in sync by hand; see tests)."""
 
+from typing import final
+
 import numpy as np
 import numpy.typing as npt
 
@@ -8,6 +10,10 @@ __version__: str
 # --- ALS (src/bindings/als.rs) ---------------------------------------------------------------
 # Every num_threads (here and below) is 0 (all cores) to 1024 (rusket._validation.MAX_THREADS).
 # `target` is written in place: it must be writeable and share no memory with the other arrays.
+# solver: "cg" (tol > 0: CG to tolerance, with exact Woodbury short rows through Z = Y G^-1
+# where the other side is smaller; tol = 0: exactly cg_steps whitened CG steps), "auto" (the
+# same as "cg" with tol > 0), "cg_whitened" (the whitened CG on every row), "cholesky" (exact),
+# "reference" (the textbook f64 solve, slow).
 
 def als_solve_side(
     indptr: npt.NDArray[np.int64],
@@ -37,6 +43,7 @@ def als_loss(
 
 # --- top-k scoring (src/bindings/topk.rs) ----------------------------------------------------
 # Returns (indices, scores) of shape (m, min(n, n_items)): any n >= 1 costs at most n_items.
+# `allowed` (bool, one per item): items where it is False are never returned (business filters).
 
 def topk(
     query: npt.NDArray[np.float32],
@@ -45,8 +52,31 @@ def topk(
     *,
     exclude_indptr: npt.NDArray[np.int64] | None = None,
     exclude_indices: npt.NDArray[np.int32] | None = None,
+    allowed: npt.NDArray[np.bool_] | None = None,
     num_threads: int = 0,
 ) -> tuple[npt.NDArray[np.int32], npt.NDArray[np.float32]]: ...
+
+@final
+class TopKIndex:
+    """Item factors prepared once for many top-k calls (not picklable; cache it)."""
+
+    def __new__(cls, items: npt.NDArray[np.float32], *, num_threads: int = 0) -> TopKIndex: ...
+    @property
+    def n_items(self) -> int: ...
+    @property
+    def factors(self) -> int: ...
+    @property
+    def screens(self) -> bool: ...
+    def topk(
+        self,
+        query: npt.NDArray[np.float32],
+        n: int,
+        *,
+        exclude_indptr: npt.NDArray[np.int64] | None = None,
+        exclude_indices: npt.NDArray[np.int32] | None = None,
+        allowed: npt.NDArray[np.bool_] | None = None,
+        num_threads: int = 0,
+    ) -> tuple[npt.NDArray[np.int32], npt.NDArray[np.float32]]: ...
 
 # (end of top-k section)
 

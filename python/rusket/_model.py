@@ -247,7 +247,29 @@ class _Fitted:
         """Exclusion arrays ``(indptr int64, indices int32)`` of the given users' seen items,
         in the order of ``rows`` (every user when ``None``)."""
         indptr, indices = self._cached("seen", lambda: _index_arrays(self.seen))
-        return (indptr, indices) if rows is None else _take_rows(indptr, indices, rows)
+        if rows is None:
+            return indptr, indices
+        if len(rows) == 1:  # one customer: a view of its slice, no gather
+            start, stop = int(indptr[rows[0]]), int(indptr[rows[0] + 1])
+            return np.array([0, stop - start], dtype=np.int64), indices[start:stop]
+        return _take_rows(indptr, indices, rows)
+
+    def topk_index(self, which: str) -> Any:
+        """The prepared targets of the Rust top-k (``_core.TopKIndex``: checked, packed, with
+        the float16 screen of single queries), built on first use and kept for every later
+        call of this state: ``"items"`` (item factors), ``"users"`` (user factors),
+        ``"unit_items"`` / ``"unit_users"`` (unit vectors, for cosine similarity)."""
+
+        def build() -> Any:
+            vectors = {
+                "items": lambda: self.item_factors,
+                "users": lambda: self.user_factors,
+                "unit_items": self.unit_items,
+                "unit_users": self.unit_users,
+            }[which]()
+            return _core.TopKIndex(vectors)
+
+        return self._cached(f"topk_{which}", build)
 
     def buyers(self, cols: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Exclusion arrays of the users who bought each item of ``cols``."""
@@ -263,6 +285,10 @@ class _Fitted:
     def unit_items(self) -> np.ndarray:
         """The item vectors scaled to unit L2 norm (zero vectors stay zero)."""
         return self._cached("unit_items", lambda: _frozen(_l2_normalize(self.item_factors)))
+
+    def unit_users(self) -> np.ndarray:
+        """The user vectors scaled to unit L2 norm (zero vectors stay zero)."""
+        return self._cached("unit_users", lambda: _frozen(_l2_normalize(self.user_factors)))
 
     def user_index(self) -> _LabelIndex:
         """Label -> row lookups of the users (binary search over a sorted copy)."""
@@ -532,14 +558,40 @@ class Recommender:
         targets: np.ndarray,
         n: int,
         exclude: tuple[np.ndarray, np.ndarray] | None,
+        allowed: np.ndarray | None = None,
+        index: Any = None,
     ) -> tuple[np.ndarray, np.ndarray]:
+        """The Rust top-``n`` of every row of ``query`` against the rows of ``targets``:
+        ``(indices int32, scores float32)``, ``min(n, len(targets))`` wide, padded with -1 /
+        NaN.
+
+        ``exclude``: CSR ``(indptr, indices)`` of targets to skip per query row; ``allowed``:
+        bool mask over the targets (see :func:`_item_filter`), False = never returned;
+        ``index``: the prepared targets (:meth:`_Fitted.topk_index`). Without ``index``, the
+        current state's item index is used when ``targets`` is its ``item_factors``, so callers
+        that score against the item factors (fold-in) get the prepared, cached path too.
+        """
         kw: dict[str, Any] = {"num_threads": self._num_threads()}
         if exclude is not None:
             kw["exclude_indptr"], kw["exclude_indices"] = exclude
-        return _core.topk(np.ascontiguousarray(query), targets, n, **kw)
+        if allowed is not None:
+            kw["allowed"] = allowed
+        query = np.ascontiguousarray(query, dtype=np.float32)
+        if index is None:
+            state: _Fitted | None = self.__dict__.get("_state")
+            if state is not None and targets is state.item_factors:
+                index = state.topk_index("items")
+        if index is not None:
+            return index.topk(query, n, **kw)  # type: ignore[no-any-return]
+        return _core.topk(query, targets, n, **kw)
 
     def recommend_items(
-        self, user: Any, n: int = 10, exclude_seen: bool = True
+        self,
+        user: Any,
+        n: int = 10,
+        exclude_seen: bool = True,
+        candidates: Any = None,
+        exclude_items: Any = None,
     ) -> tuple[np.ndarray, np.ndarray]:
         """The ``n`` best items for one user, as ``(item_labels, scores)``, best first.
 
@@ -552,6 +604,14 @@ class Recommender:
         exclude_seen : bool, default True
             Skip the items the user bought in the training data (so fewer than ``n`` may
             come back).
+        candidates : item label or 1-d sequence of item labels, optional
+            Business filter: only these items may be recommended (e.g. the articles in
+            stock). ``None`` (default) allows every item; an empty sequence allows none.
+        exclude_items : item label or 1-d sequence of item labels, optional
+            Business filter: never recommend these (e.g. articles merchandising forbids).
+            Applied with ``candidates`` and ``exclude_seen``: the user gets the best ``n`` of
+            what is left (fewer only if fewer are left). Unknown labels in either filter
+            raise ``KeyError`` naming them.
 
         Returns
         -------
@@ -570,6 +630,8 @@ class Recommender:
         >>> model = rusket.Popularity.from_transactions(df, "user", "item")
         >>> model.recommend_items(user=3, n=2)[0].tolist()
         ['a', 'b']
+        >>> model.recommend_items(user=3, n=2, exclude_items=["a"])[0].tolist()
+        ['b']
         """
         state = self._fitted_state()
         n = check_int("n", n, minimum=1)
@@ -577,8 +639,16 @@ class Recommender:
         rows = _one_label(
             state.user_index(), user, "recommend_items", "batch_recommend(users=[...])"
         )
+        allowed = _item_filter(state, candidates, exclude_items)
         exclude = state.seen_rows(rows) if exclude_seen else None
-        idx, scores = self._topk(state.user_factors[rows], state.item_factors, n, exclude)
+        idx, scores = self._topk(
+            state.user_factors[rows],
+            state.item_factors,
+            n,
+            exclude,
+            allowed,
+            state.topk_index("items"),
+        )
         keep = idx[0] >= 0
         return state.item_labels[idx[0][keep]], scores[0][keep]
 
@@ -620,7 +690,13 @@ class Recommender:
             "one call per item (batch_recommend(users=[...]) serves many users)",
         )
         exclude = state.buyers(cols) if exclude_seen else None
-        idx, scores = self._topk(state.item_factors[cols], state.user_factors, n, exclude)
+        idx, scores = self._topk(
+            state.item_factors[cols],
+            state.user_factors,
+            n,
+            exclude,
+            index=state.topk_index("users"),
+        )
         keep = idx[0] >= 0
         return state.user_labels[idx[0][keep]], scores[0][keep]
 
@@ -685,6 +761,8 @@ class Recommender:
         users: Any = None,
         format: str = "pandas",
         unknown: str = "raise",
+        candidates: Any = None,
+        exclude_items: Any = None,
     ) -> Any:
         """Exact top-``n`` items for every user (or the given user labels) in one parallel pass.
 
@@ -706,6 +784,12 @@ class Recommender:
             counts, not dot products: do not compare them with the model's scores of known
             users. A label of the wrong kind (a string for integer labels, or the reverse)
             raises ``KeyError`` in every mode.
+        candidates, exclude_items : item label or 1-d sequence of item labels, optional
+            Business filters applied to every user (see :meth:`recommend_items`): only
+            ``candidates`` may be recommended, ``exclude_items`` never; each user gets the
+            best ``n`` of what is allowed (fewer rows, or padding in ``"numpy"``, only when
+            fewer are allowed). ``unknown="popular"`` users get the most popular allowed
+            items. Unknown labels in the filters raise ``KeyError`` naming them.
 
         Returns
         -------
@@ -736,10 +820,13 @@ class Recommender:
         _check_bool("exclude_seen", exclude_seen)
         check_format(format)
         unknown = check_choice("unknown", unknown, _UNKNOWN_USERS)
+        allowed = _item_filter(state, candidates, exclude_items)
         if users is None:
             query, user_labels = state.user_factors, state.user_labels
             exclude = state.seen_rows() if exclude_seen else None
-            idx, scores = self._topk(query, state.item_factors, n, exclude)
+            idx, scores = self._topk(
+                query, state.item_factors, n, exclude, allowed, state.topk_index("items")
+            )
         else:
             user_labels, rows = state.user_index().find(users)
             known = rows >= 0
@@ -751,16 +838,28 @@ class Recommender:
                 )
             if unknown == "drop":
                 user_labels, rows, known = user_labels[known], rows[known], known[known]
-            idx, scores = self._topk_rows(state, rows[known], n, exclude_seen)
+            idx, scores = self._topk_rows(state, rows[known], n, exclude_seen, allowed)
             if not known.all():  # unknown="popular"
-                idx, scores = _with_popular(state, idx, scores, known, n)
+                idx, scores = _with_popular(state, idx, scores, known, n, allowed)
         return _recommendation_output(idx, scores, user_labels, state.item_labels, n, format)
 
     def _topk_rows(
-        self, state: _Fitted, rows: np.ndarray, n: int, exclude_seen: bool
+        self,
+        state: _Fitted,
+        rows: np.ndarray,
+        n: int,
+        exclude_seen: bool,
+        allowed: np.ndarray | None = None,
     ) -> tuple[np.ndarray, np.ndarray]:
         exclude = state.seen_rows(rows) if exclude_seen else None
-        return self._topk(state.user_factors[rows], state.item_factors, n, exclude)
+        return self._topk(
+            state.user_factors[rows],
+            state.item_factors,
+            n,
+            exclude,
+            allowed,
+            state.topk_index("items"),
+        )
 
     # --- evaluation --------------------------------------------------------------------------
 
@@ -936,9 +1035,35 @@ class FactorModel(Recommender):
         cols = _one_label(state.item_index(), item, "similar_items", "one call per item")
         unit = state.unit_items()
         itself = (np.array([0, 1], dtype=np.int64), cols.astype(np.int32))
-        idx, scores = self._topk(unit[cols], unit, n, itself)
+        idx, scores = self._topk(unit[cols], unit, n, itself, index=state.topk_index("unit_items"))
         keep = idx[0] >= 0
         return state.item_labels[idx[0][keep]], scores[0][keep]
+
+    def similar_users(self, user: Any, n: int = 10) -> tuple[np.ndarray, np.ndarray]:
+        """The ``n`` users closest to ``user`` by cosine similarity of their latent vectors
+        (the user itself excluded), as ``(user_labels, similarities)``, most similar first;
+        equal similarities in ``user_labels`` order. A user with an all-zero vector is
+        similar to nobody: every similarity is 0.
+
+        Raises ``KeyError`` for a user not in the training data (a list, array, tuple or
+        Series raises ``TypeError``: call it once per user).
+
+        Examples
+        --------
+        >>> import scipy.sparse as sp, rusket
+        >>> X = sp.csr_matrix([[1.0, 1.0, 0.0], [1.0, 1.0, 0.0], [0.0, 0.0, 1.0]])
+        >>> als = rusket.ALS(factors=2, iterations=5).fit(X, user_labels=["x", "y", "z"])
+        >>> als.similar_users("x", n=1)[0].tolist()
+        ['y']
+        """
+        state = self._fitted_state()
+        n = check_int("n", n, minimum=1)
+        rows = _one_label(state.user_index(), user, "similar_users", "one call per user")
+        unit = state.unit_users()
+        itself = (np.array([0, 1], dtype=np.int64), rows.astype(np.int32))
+        idx, scores = self._topk(unit[rows], unit, n, itself, index=state.topk_index("unit_users"))
+        keep = idx[0] >= 0
+        return state.user_labels[idx[0][keep]], scores[0][keep]
 
     # --- exports -----------------------------------------------------------------------------
 
@@ -1129,6 +1254,60 @@ def _one_label(index: _LabelIndex, key: Any, method: str, many: str) -> np.ndarr
     return index.rows(key)
 
 
+def _item_filter(
+    state: _Fitted, candidates: Any = None, exclude_items: Any = None
+) -> np.ndarray | None:
+    """The business filters of a call as the top-k kernel's ``allowed`` mask: a bool array,
+    one entry per item of ``state`` (``item_labels`` order), True where the item may be
+    recommended; ``None`` when neither filter is given (no mask, no cost).
+
+    ``candidates``: only these item labels may be recommended (``None``: every item; an empty
+    sequence: none); ``exclude_items``: never these. Each is one label or a 1-d sequence of
+    labels (list, tuple, set, array, Series; repeats allowed). Unknown labels raise
+    ``KeyError`` naming them (and the argument). Pass the mask as ``_topk(..., allowed=mask)``.
+
+    Examples
+    --------
+    >>> state = model._fitted_state()  # doctest: +SKIP
+    >>> allowed = _item_filter(state, candidates=in_stock, exclude_items=["x"])  # doctest: +SKIP
+    """
+    if candidates is None and exclude_items is None:
+        return None
+    n_items = len(state.item_labels)
+    if candidates is None:
+        allowed = np.ones(n_items, dtype=bool)
+    else:
+        allowed = np.zeros(n_items, dtype=bool)
+        allowed[_filter_cols(state, candidates, "candidates")] = True
+    if exclude_items is not None:
+        allowed[_filter_cols(state, exclude_items, "exclude_items")] = False
+    return allowed
+
+
+def _filter_cols(state: _Fitted, labels: Any, name: str) -> np.ndarray:
+    """Item columns of the labels of one filter argument; ``KeyError`` naming unknown ones."""
+    if isinstance(labels, (set, frozenset)):
+        labels = list(labels)
+    if isinstance(labels, (list, tuple)) and len(labels) == 0:
+        return np.zeros(0, dtype=np.int64)
+    try:
+        keys, cols = state.item_index().find(labels)
+    except KeyError as e:
+        raise KeyError(f"{name}: {e.args[0] if e.args else e}") from None
+    except (TypeError, ValueError) as e:
+        raise type(e)(f"{name}: {e}") from None
+    unknown = cols < 0
+    if unknown.any():
+        bad = keys[unknown].tolist()
+        shown = ", ".join(repr(b) for b in bad[:10])
+        more = f" and {len(bad) - 10} more" if len(bad) > 10 else ""
+        raise KeyError(
+            f"{name} holds {len(bad)} item label(s) the model does not know: {shown}{more} "
+            "(not in the training data; leave them out of the filter)"
+        )
+    return cols
+
+
 #: ``batch_recommend(unknown=...)``.
 _UNKNOWN_USERS = ("raise", "drop", "popular")
 
@@ -1137,11 +1316,20 @@ _SCORE_BLOCK = 65_536
 
 
 def _with_popular(
-    state: _Fitted, idx: np.ndarray, scores: np.ndarray, known: np.ndarray, n: int
+    state: _Fitted,
+    idx: np.ndarray,
+    scores: np.ndarray,
+    known: np.ndarray,
+    n: int,
+    allowed: np.ndarray | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Top-k arrays with a row per user: those of ``idx`` / ``scores`` (one per known user, in
-    order) where ``known``, the most popular items with their buyer counts elsewhere."""
+    order) where ``known``, the most popular (``allowed``) items with their buyer counts
+    elsewhere."""
     order, counts = state.popular_items()
+    if allowed is not None:
+        keep = allowed[order]
+        order, counts = order[keep], counts[keep]
     width = idx.shape[1]  # the kernel's row width (n, or fewer when there are fewer items)
     k = min(n, width, len(order))
     all_idx = np.full((len(known), width), -1, dtype=np.int64)

@@ -166,15 +166,14 @@ impl Selection {
 
     /// Scans one tile row: `scores[j]` belongs to item `base + j`.
     #[inline]
-    fn scan(&mut self, scores: &[f32], base: u32, n: usize, cap: usize) {
+    fn scan(&mut self, scores: &[f32], base: u32, n: usize, cap: usize, flt: Items<'_>) {
         let mut pos = 0;
         while pos < scores.len() {
             pos += first_above(&scores[pos..], self.thr);
             if pos >= scores.len() {
                 break;
             }
-            let item = base + pos as u32;
-            if !self.excluded(item) {
+            if let Some(item) = flt.admit(base + pos as u32).filter(|&i| !self.excluded(i)) {
                 self.buf.push((scores[pos], item));
                 if self.buf.len() >= cap {
                     self.compact(n);
@@ -186,15 +185,23 @@ impl Selection {
 
     /// Offers the lanes set in `mask` of a group of scores for items `base + lane`, in lane order.
     #[inline]
-    fn offer(&mut self, scores: &[f32], base: u32, mut mask: u32, n: usize, cap: usize) {
+    #[allow(clippy::too_many_arguments)]
+    fn offer(
+        &mut self,
+        scores: &[f32],
+        base: u32,
+        mut mask: u32,
+        n: usize,
+        cap: usize,
+        flt: Items<'_>,
+    ) {
         while mask != 0 {
             let lane = mask.trailing_zeros() as usize;
             mask &= mask - 1;
             let Some(&sc) = scores.get(lane) else { break };
             // The threshold may have risen since the mask was computed.
             if sc > self.thr {
-                let item = base + lane as u32;
-                if !self.excluded(item) {
+                if let Some(item) = flt.admit(base + lane as u32).filter(|&i| !self.excluded(i)) {
                     self.buf.push((sc, item));
                     if self.buf.len() >= cap {
                         self.compact(n);
@@ -248,12 +255,165 @@ fn check_finite(name: &str, x: &[f32], f: usize) -> CoreResult<f64> {
     // The largest squared row norm, for the overflow bound.
     let max_sq = if f == 0 {
         0.0
+    } else if x.len() <= SMALL_CALL {
+        // A few query rows: no hand-off to the thread pool.
+        x.chunks(f)
+            .map(|r| r.iter().map(|&v| v as f64 * v as f64).sum::<f64>())
+            .fold(0.0, f64::max)
     } else {
         x.par_chunks(f)
             .map(|r| r.iter().map(|&v| v as f64 * v as f64).sum::<f64>())
             .reduce(|| 0.0, f64::max)
     };
     Ok(max_sq)
+}
+
+/// Which items a query may get, by position in the scored item array.
+#[derive(Clone, Copy, Debug)]
+pub(crate) enum Items<'a> {
+    /// Every item; position = item index.
+    All,
+    /// Position = item index; only items with `mask[i]` may be returned.
+    Mask(&'a [bool]),
+    /// The scored array is a subset: position `p` is item `ids[p]` (strictly increasing).
+    Subset(&'a [u32]),
+}
+
+impl Items<'_> {
+    /// The item index at position `pos`, or `None` when it may not be returned.
+    #[inline(always)]
+    fn admit(self, pos: u32) -> Option<u32> {
+        match self {
+            Items::All => Some(pos),
+            Items::Mask(m) => m.get(pos as usize).copied().unwrap_or(false).then_some(pos),
+            Items::Subset(ids) => ids.get(pos as usize).copied(),
+        }
+    }
+}
+
+/// Which scoring loop runs: the fused AVX2+FMA micro-kernel when the CPU has it, else faer tiles.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Path {
+    Auto,
+    /// faer GEMM into a score tile, then the vectorised threshold scan (portable).
+    Tiled,
+    /// Hand-written AVX2+FMA micro-kernel with the threshold test on the registers.
+    Fused,
+    /// The fused scores, found through a float16 screen of every item followed by the exact
+    /// float32 re-score of the candidates (AVX2+FMA+F16C; `Auto` picks it for a few query rows).
+    #[cfg_attr(not(test), allow(dead_code))]
+    Screened,
+}
+
+/// Values up to which the checks of an input run on the calling thread (no pool hand-off).
+const SMALL_CALL: usize = 1 << 14;
+
+/// Query rows up to which `Path::Auto` answers through the float16 screen: one query row reads
+/// every item once, so the scan streams memory and half the bytes is nearly half the time;
+/// from about six rows on the fused kernel reuses each item panel for six rows and is compute
+/// bound.
+const SCREEN_MAX_ROWS: usize = 4;
+
+/// Item factors prepared once for many top-k calls: checked (finite, largest norm), packed into
+/// the fused kernel's panels (or kept row-major for the portable loop), and, where the CPU has
+/// F16C, a float16 copy with a rigorous bound of its error for the screen. Immutable, so it is
+/// shared by concurrent calls.
+#[derive(Debug)]
+pub struct Prepared {
+    n_items: usize,
+    f: usize,
+    max_sq: f64,
+    fused: bool,
+    /// Row-major items (portable path only).
+    items: Vec<f32>,
+    /// Fused panels (fused path only).
+    packed: Vec<f32>,
+    half: Option<fused::Half>,
+}
+
+impl Prepared {
+    /// Prepares `items` (row-major `n_items x f`) for the loop this CPU runs fastest; with
+    /// `screen`, also the float16 copy that answers one to four query rows per call faster
+    /// (worth it when the preparation serves many calls).
+    pub fn new(items: &[f32], n_items: usize, f: usize, screen: bool) -> CoreResult<Self> {
+        let mut prep = Self::with_path(items, n_items, f, Path::Fused)
+            .or_else(|_| Self::with_path(items, n_items, f, Path::Tiled))?;
+        if screen && prep.fused {
+            prep.half = fused::Half::new(items, n_items, f);
+        }
+        Ok(prep)
+    }
+
+    pub(crate) fn with_path(
+        items: &[f32],
+        n_items: usize,
+        f: usize,
+        path: Path,
+    ) -> CoreResult<Self> {
+        if path != Path::Auto && path != Path::Tiled && !fused::available() {
+            return Err(CoreError::Value(
+                "the fused top-k path needs AVX2 and FMA".into(),
+            ));
+        }
+        if n_items.checked_mul(f) != Some(items.len()) {
+            return shape_err(format!(
+                "items has {} values, expected {n_items} rows x {f} factors",
+                items.len()
+            ));
+        }
+        if n_items > i32::MAX as usize {
+            return shape_err(format!("{n_items} items do not fit int32 indices"));
+        }
+        let max_sq = check_finite("items", items, f)?;
+        let fused = path != Path::Tiled && fused::available();
+        let (rows, packed) = if fused {
+            (Vec::new(), fused::pack_items(items, n_items, f))
+        } else {
+            (items.to_vec(), Vec::new())
+        };
+        let half = if fused && path == Path::Screened {
+            fused::Half::new(items, n_items, f)
+        } else {
+            None
+        };
+        Ok(Self {
+            n_items,
+            f,
+            max_sq,
+            fused,
+            items: rows,
+            packed,
+            half,
+        })
+    }
+
+    pub fn n_items(&self) -> usize {
+        self.n_items
+    }
+
+    pub fn factors(&self) -> usize {
+        self.f
+    }
+
+    /// True when single queries go through the float16 screen.
+    pub fn screens(&self) -> bool {
+        self.half.is_some()
+    }
+
+    /// The item rows at `ids`, row-major (from whichever copy this holds).
+    fn gather(&self, ids: &[u32]) -> Vec<f32> {
+        let f = self.f;
+        let mut out = Vec::with_capacity(ids.len() * f);
+        for &i in ids {
+            let i = i as usize;
+            if self.fused {
+                out.extend(fused::unpack_row(&self.packed, f, i));
+            } else {
+                out.extend_from_slice(&self.items[i * f..(i + 1) * f]);
+            }
+        }
+        out
+    }
 }
 
 /// Exact top-`n` items for every query row; runs on the current Rayon pool. The result has
@@ -274,16 +434,6 @@ pub fn topk(
     topk_with(query, m, items, n_items, f, n, exclude, Path::Auto)
 }
 
-/// Which scoring loop runs: the fused AVX2+FMA micro-kernel when the CPU has it, else faer tiles.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) enum Path {
-    Auto,
-    /// faer GEMM into a score tile, then the vectorised threshold scan (portable).
-    Tiled,
-    /// Hand-written AVX2+FMA micro-kernel with the threshold test on the registers.
-    Fused,
-}
-
 #[allow(clippy::too_many_arguments)]
 pub(crate) fn topk_with(
     query: &[f32],
@@ -295,28 +445,57 @@ pub(crate) fn topk_with(
     exclude: Option<&CsrView<'_>>,
     path: Path,
 ) -> CoreResult<TopK> {
-    if path == Path::Fused && !fused::available() {
-        return Err(CoreError::Value(
-            "the fused top-k path needs AVX2 and FMA".into(),
-        ));
-    }
+    let prep = Prepared::with_path(items, n_items, f, path)?;
+    topk_prepared_with(&prep, query, m, n, exclude, None, path)
+}
+
+/// [`topk`] over prepared items, with an optional item filter: `allowed[i] == false` keeps item
+/// `i` out of every row (the rows still hold `min(n, n_items)` slots, padded with -1 / NaN).
+pub fn topk_prepared(
+    prep: &Prepared,
+    query: &[f32],
+    m: usize,
+    n: usize,
+    exclude: Option<&CsrView<'_>>,
+    allowed: Option<&[bool]>,
+) -> CoreResult<TopK> {
+    topk_prepared_with(prep, query, m, n, exclude, allowed, Path::Auto)
+}
+
+/// A prepared item set seen by the scoring loops, with the filter to apply.
+struct View<'a> {
+    n_items: usize,
+    fused: bool,
+    items: &'a [f32],
+    packed: &'a [f32],
+    half: Option<&'a fused::Half>,
+    flt: Items<'a>,
+}
+
+pub(crate) fn topk_prepared_with(
+    prep: &Prepared,
+    query: &[f32],
+    m: usize,
+    n: usize,
+    exclude: Option<&CsrView<'_>>,
+    allowed: Option<&[bool]>,
+    path: Path,
+) -> CoreResult<TopK> {
+    let (n_items, f) = (prep.n_items, prep.f);
     if n == 0 {
         return Err(CoreError::Value("n must be >= 1, got 0".into()));
+    }
+    if path == Path::Tiled && prep.fused || path != Path::Tiled && path != Path::Auto && !prep.fused
+    {
+        return Err(CoreError::Value(format!(
+            "items prepared for another path than {path:?}"
+        )));
     }
     if m.checked_mul(f) != Some(query.len()) {
         return shape_err(format!(
             "query has {} values, expected {m} rows x {f} factors",
             query.len()
         ));
-    }
-    if n_items.checked_mul(f) != Some(items.len()) {
-        return shape_err(format!(
-            "items has {} values, expected {n_items} rows x {f} factors",
-            items.len()
-        ));
-    }
-    if n_items > i32::MAX as usize {
-        return shape_err(format!("{n_items} items do not fit int32 indices"));
     }
     if let Some(ex) = exclude {
         if ex.n_rows() != m {
@@ -332,9 +511,16 @@ pub(crate) fn topk_with(
             ));
         }
     }
+    if let Some(a) = allowed {
+        if a.len() != n_items {
+            return shape_err(format!(
+                "allowed has {} entries but there are {n_items} items",
+                a.len()
+            ));
+        }
+    }
     let qmax = check_finite("query", query, f)?;
-    let vmax = check_finite("items", items, f)?;
-    let bound = (qmax * vmax).sqrt();
+    let bound = (qmax * prep.max_sq).sqrt();
     if bound > MAX_SCORE_BOUND {
         return Err(CoreError::Value(format!(
             "factors too large: a dot product could reach {bound:.3e} and overflow float32; \
@@ -343,46 +529,103 @@ pub(crate) fn topk_with(
     }
     // No row can hold more than n_items results: the output (and every buffer below) is sized
     // by min(n, n_items), so a huge n costs nothing.
-    let n = n.min(n_items);
+    let width = n.min(n_items);
     let total = m
-        .checked_mul(n)
-        .ok_or_else(|| CoreError::Value(format!("an output of {m} x {n} is too large")))?;
+        .checked_mul(width)
+        .ok_or_else(|| CoreError::Value(format!("an output of {m} x {width} is too large")))?;
     let mut indices: Vec<i32> = Vec::new();
     let mut scores: Vec<f32> = Vec::new();
     if indices.try_reserve_exact(total).is_err() || scores.try_reserve_exact(total).is_err() {
         return Err(CoreError::Value(format!(
-            "cannot allocate an output of {m} x {n}; score fewer query rows per call"
+            "cannot allocate an output of {m} x {width}; score fewer query rows per call"
         )));
     }
     indices.resize(total, -1);
     scores.resize(total, f32::NAN);
-    if m == 0 || n == 0 {
-        return Ok(TopK {
-            indices,
-            scores,
-            width: n,
-        });
+    let mut out = TopK {
+        indices,
+        scores,
+        width,
+    };
+    if m == 0 || width == 0 {
+        return Ok(out);
     }
+    let screen = match path {
+        Path::Screened => true,
+        Path::Auto => m <= SCREEN_MAX_ROWS,
+        _ => false,
+    };
+    let full = View {
+        n_items,
+        fused: prep.fused,
+        items: &prep.items,
+        packed: &prep.packed,
+        half: prep.half.as_ref().filter(|_| screen),
+        flt: Items::All,
+    };
+    match allowed {
+        None => run(&full, query, m, f, exclude, &mut out),
+        Some(mask) => {
+            let k = mask.iter().filter(|&&a| a).count();
+            if k == 0 {
+                return Ok(out);
+            }
+            if k.saturating_mul(4) > n_items {
+                // Most items allowed: score them all, skip the others at selection.
+                let view = View {
+                    flt: Items::Mask(mask),
+                    ..full
+                };
+                run(&view, query, m, f, exclude, &mut out);
+            } else {
+                // Few allowed: score only those (gathered and packed for this call).
+                let ids: Vec<u32> = (0..n_items as u32).filter(|&i| mask[i as usize]).collect();
+                let rows = prep.gather(&ids);
+                let (sub_items, sub_packed) = if prep.fused {
+                    (Vec::new(), fused::pack_items(&rows, k, f))
+                } else {
+                    (rows, Vec::new())
+                };
+                let view = View {
+                    n_items: k,
+                    fused: prep.fused,
+                    items: &sub_items,
+                    packed: &sub_packed,
+                    half: None,
+                    flt: Items::Subset(&ids),
+                };
+                run(&view, query, m, f, exclude, &mut out);
+            }
+        }
+    }
+    Ok(out)
+}
 
+/// Fills `out` (already padded) with every query row's best `out.width` items of `view`.
+fn run(
+    view: &View<'_>,
+    query: &[f32],
+    m: usize,
+    f: usize,
+    exclude: Option<&CsrView<'_>>,
+    out: &mut TopK,
+) {
+    let width = out.width;
+    // At most `view.n_items` candidates exist per row; slots past them stay padding.
+    let n = width.min(view.n_items);
+    if n == 0 {
+        return;
+    }
     // Candidate buffer: room for n more before a compaction, so compaction costs O(1)
     // amortised per candidate.
     let cap = n + n.max(64);
-    let path = if path == Path::Auto && fused::available() {
-        Path::Fused
-    } else if path == Path::Auto {
-        Path::Tiled
-    } else {
-        path
-    };
-    let packed = if path == Path::Fused {
-        fused::pack_items(items, n_items, f)
-    } else {
-        vec![]
-    };
+    let flt = view.flt;
     // The fused path computes each score the same way wherever its user sits, so its block
     // size may follow the thread count (smaller blocks for few users, to keep every thread
     // busy); the faer path keeps a fixed layout so its rounding never depends on threads.
-    let block_users = if path == Path::Fused {
+    let block_users = if view.half.is_some() {
+        1
+    } else if view.fused {
         let per_task = m.div_ceil(4 * rayon::current_num_threads().max(1));
         per_task
             .next_multiple_of(fused::MR)
@@ -390,58 +633,76 @@ pub(crate) fn topk_with(
     } else {
         BLOCK_USERS
     };
-    let block_out = block_users * n;
-    indices
-        .par_chunks_mut(block_out)
-        .zip(scores.par_chunks_mut(block_out))
-        .enumerate()
-        .for_each_init(
-            || {
-                let tile_len = if path == Path::Fused {
-                    0
-                } else {
-                    TILE_ITEMS.min(n_items)
-                };
-                let tile = vec![0.0f32; block_users * tile_len];
-                let sel: Vec<Selection> = (0..block_users).map(|_| Selection::new(cap)).collect();
-                (tile, sel)
-            },
-            |(tile, sel), (b, (out_idx, out_sc))| {
-                let u0 = b * block_users;
-                let bu = out_idx.len() / n;
-                let qblock = &query[u0 * f..(u0 + bu) * f];
-                let sel = &mut sel[..bu];
+    let block_out = block_users * width;
+    let init = || {
+        let tile_len = if view.fused {
+            0
+        } else {
+            TILE_ITEMS.min(view.n_items)
+        };
+        let tile = vec![0.0f32; block_users * tile_len];
+        let sel: Vec<Selection> = (0..block_users).map(|_| Selection::new(cap)).collect();
+        (tile, sel)
+    };
+    let work = |(tile, sel): &mut (Vec<f32>, Vec<Selection>),
+                (b, (out_idx, out_sc)): (usize, (&mut [i32], &mut [f32]))| {
+        let u0 = b * block_users;
+        let bu = out_idx.len() / width;
+        let qblock = &query[u0 * f..(u0 + bu) * f];
+        let sel = &mut sel[..bu];
+        for (j, s) in sel.iter_mut().enumerate() {
+            s.reset();
+            if let Some(ex) = exclude {
+                sorted_excludes(ex.row(u0 + j).0, &mut s.excl);
+            }
+        }
+        if let Some(half) = view.half {
+            // One row: the float16 screen, then the exact re-score of its candidates
+            // (the whole exact scan when the screen cannot narrow the row down).
+            let s = &mut sel[0];
+            if !fused::screen(qblock, half, view.packed, view.n_items, f, s, n, flt) {
+                s.reset();
+                if let Some(ex) = exclude {
+                    sorted_excludes(ex.row(u0).0, &mut s.excl);
+                }
+                fused::block(qblock, view.packed, view.n_items, f, sel, n, cap, flt);
+            }
+        } else if view.fused {
+            fused::block(qblock, view.packed, view.n_items, f, sel, n, cap, flt);
+        } else {
+            let mut i0 = 0;
+            while i0 < view.n_items {
+                let bi = TILE_ITEMS.min(view.n_items - i0);
+                let t = &mut tile[..bi * bu];
+                score_tile(&view.items[i0 * f..(i0 + bi) * f], bi, qblock, bu, f, t);
                 for (j, s) in sel.iter_mut().enumerate() {
-                    s.reset();
-                    if let Some(ex) = exclude {
-                        sorted_excludes(ex.row(u0 + j).0, &mut s.excl);
-                    }
+                    s.scan(&t[j * bi..(j + 1) * bi], i0 as u32, n, cap, flt);
                 }
-                if path == Path::Fused {
-                    fused::block(qblock, &packed, n_items, f, sel, n, cap);
-                } else {
-                    let mut i0 = 0;
-                    while i0 < n_items {
-                        let bi = TILE_ITEMS.min(n_items - i0);
-                        let t = &mut tile[..bi * bu];
-                        score_tile(&items[i0 * f..(i0 + bi) * f], bi, qblock, bu, f, t);
-                        for (j, s) in sel.iter_mut().enumerate() {
-                            s.scan(&t[j * bi..(j + 1) * bi], i0 as u32, n, cap);
-                        }
-                        i0 += bi;
-                    }
-                }
-                for (j, s) in sel.iter_mut().enumerate() {
-                    let r = j * n..(j + 1) * n;
-                    s.finish(&mut out_idx[r.clone()], &mut out_sc[r]);
-                }
-            },
-        );
-    Ok(TopK {
-        indices,
-        scores,
-        width: n,
-    })
+                i0 += bi;
+            }
+        }
+        for (j, s) in sel.iter_mut().enumerate() {
+            let r = j * width..(j + 1) * width;
+            s.finish(&mut out_idx[r.clone()], &mut out_sc[r]);
+        }
+    };
+    if m <= block_users.max(SCREEN_MAX_ROWS) {
+        // A few rows: on the calling thread, no pool hand-off.
+        let mut state = init();
+        let blocks = out
+            .indices
+            .chunks_mut(block_out)
+            .zip(out.scores.chunks_mut(block_out));
+        for b in blocks.enumerate() {
+            work(&mut state, b);
+        }
+    } else {
+        out.indices
+            .par_chunks_mut(block_out)
+            .zip(out.scores.par_chunks_mut(block_out))
+            .enumerate()
+            .for_each_init(init, work);
+    }
 }
 
 /// `out` (column-major `bi x bu`, i.e. user-major: user `j`'s scores over the tile are
@@ -462,7 +723,7 @@ fn score_tile(v: &[f32], bi: usize, q: &[f32], bu: usize, f: usize, out: &mut [f
 /// thresholds while still in registers; only lanes above a threshold are stored and offered.
 /// Every score is the same sequential FMA chain over `k`, whatever the block or tile position.
 mod fused {
-    use super::Selection;
+    use super::{better, Items, Selection};
 
     /// Users per micro-tile: 6 users x 16 items = 12 accumulators, 2 loads + 6 broadcasts per k.
     pub(super) const MR: usize = 6;
@@ -494,6 +755,7 @@ mod fused {
 
     /// Scores one block of users (`q`: `sel.len() x f`, row-major) against every item and feeds
     /// each user's selection. The caller checked `available()`.
+    #[allow(clippy::too_many_arguments)]
     pub(super) fn block(
         q: &[f32],
         packed: &[f32],
@@ -502,21 +764,23 @@ mod fused {
         sel: &mut [Selection],
         n: usize,
         cap: usize,
+        flt: Items<'_>,
     ) {
         let np = n_items.div_ceil(NR);
         // Internal invariants (topk checked the user's shapes): nothing is read out of bounds.
         assert!(q.len() == sel.len() * f && packed.len() == np * f * NR && available());
         #[cfg(not(target_arch = "x86_64"))]
-        let _ = (sel, n, cap);
+        let _ = (sel, n, cap, flt);
         #[cfg(target_arch = "x86_64")]
         // SAFETY: `available()` checked AVX2+FMA; lengths were asserted above.
         unsafe {
-            block_avx2(q, packed, n_items, f, sel, n, cap)
+            block_avx2(q, packed, n_items, f, sel, n, cap, flt)
         }
     }
 
     #[cfg(target_arch = "x86_64")]
     #[target_feature(enable = "avx2,fma")]
+    #[allow(clippy::too_many_arguments)]
     unsafe fn block_avx2(
         q: &[f32],
         packed: &[f32],
@@ -525,6 +789,7 @@ mod fused {
         sel: &mut [Selection],
         n: usize,
         cap: usize,
+        flt: Items<'_>,
     ) {
         let np = n_items.div_ceil(NR);
         let tile_panels = (TILE_BYTES / (f.max(1) * NR * 4)).max(1);
@@ -538,12 +803,12 @@ mod fused {
                 let qr = &q[r0 * f..(r0 + r) * f];
                 let s = &mut sel[r0..r0 + r];
                 match r {
-                    6 => rows::<6>(qr, packed, n_items, f, p0, p1, s, n, cap),
-                    5 => rows::<5>(qr, packed, n_items, f, p0, p1, s, n, cap),
-                    4 => rows::<4>(qr, packed, n_items, f, p0, p1, s, n, cap),
-                    3 => rows::<3>(qr, packed, n_items, f, p0, p1, s, n, cap),
-                    2 => rows::<2>(qr, packed, n_items, f, p0, p1, s, n, cap),
-                    _ => rows::<1>(qr, packed, n_items, f, p0, p1, s, n, cap),
+                    6 => rows::<6>(qr, packed, n_items, f, p0, p1, s, n, cap, flt),
+                    5 => rows::<5>(qr, packed, n_items, f, p0, p1, s, n, cap, flt),
+                    4 => rows::<4>(qr, packed, n_items, f, p0, p1, s, n, cap, flt),
+                    3 => rows::<3>(qr, packed, n_items, f, p0, p1, s, n, cap, flt),
+                    2 => rows::<2>(qr, packed, n_items, f, p0, p1, s, n, cap, flt),
+                    _ => rows::<1>(qr, packed, n_items, f, p0, p1, s, n, cap, flt),
                 }
                 r0 += r;
             }
@@ -566,6 +831,7 @@ mod fused {
         sel: &mut [Selection],
         n: usize,
         cap: usize,
+        flt: Items<'_>,
     ) {
         use std::arch::x86_64::*;
         debug_assert!(q.len() == R * f && sel.len() == R && p1 * f * NR <= packed.len());
@@ -599,10 +865,352 @@ mod fused {
                 if mask != 0 {
                     _mm256_storeu_ps(lanes.as_mut_ptr(), lo[r]);
                     _mm256_storeu_ps(lanes.as_mut_ptr().add(8), hi[r]);
-                    sel[r].offer(&lanes, base as u32, mask, n, cap);
+                    sel[r].offer(&lanes, base as u32, mask, n, cap, flt);
                 }
             }
         }
+    }
+
+    /// Item `i`'s factors read back from the panels.
+    pub(super) fn unpack_row(packed: &[f32], f: usize, i: usize) -> impl Iterator<Item = f32> + '_ {
+        let (p, l) = (i / NR, i % NR);
+        (0..f).map(move |k| packed[p * f * NR + k * NR + l])
+    }
+
+    /// The float16 copy of the items for the screen: the same panels as the float32 ones, each
+    /// value multiplied by a power of two `scale` (so that the largest lands near 2^14, inside
+    /// float16's range and above its subnormals) and rounded to float16. `bound` is a rigorous
+    /// per-unit-query bound of the screen's error: for every item `i` and query `q`,
+    /// `|scale · s_i − a_i| <= |q| · bound`, where `s_i` is the fused kernel's float32 score and
+    /// `a_i` the screen's float32 sum over the float16 values (see [`screen`]).
+    #[derive(Debug)]
+    pub(crate) struct Half {
+        panels: Vec<u16>,
+        bound: f64,
+    }
+
+    /// The CPU has what the screen needs (AVX2, FMA and F16C).
+    pub(super) fn half_available() -> bool {
+        #[cfg(target_arch = "x86_64")]
+        {
+            available() && std::is_x86_feature_detected!("f16c")
+        }
+        #[cfg(not(target_arch = "x86_64"))]
+        {
+            false
+        }
+    }
+
+    impl Half {
+        /// `None` where the screen cannot run (no F16C, nothing to score, values out of range).
+        pub(super) fn new(items: &[f32], n_items: usize, f: usize) -> Option<Self> {
+            if !half_available() || n_items == 0 || f == 0 || items.len() != n_items * f {
+                return None;
+            }
+            #[cfg(target_arch = "x86_64")]
+            {
+                // SAFETY: half_available() checked AVX2, FMA and F16C.
+                unsafe { Self::new_f16c(items, n_items, f) }
+            }
+            #[cfg(not(target_arch = "x86_64"))]
+            {
+                None
+            }
+        }
+
+        #[cfg(target_arch = "x86_64")]
+        #[target_feature(enable = "avx2,fma,f16c")]
+        unsafe fn new_f16c(items: &[f32], n_items: usize, f: usize) -> Option<Self> {
+            use std::arch::x86_64::*;
+            let max_abs = items.iter().fold(0.0f32, |a, &v| a.max(v.abs()));
+            // scale = 2^e with max_abs * scale in (2^13, 2^14]: products by it are exact.
+            let e = if max_abs > 0.0 {
+                14 - (max_abs as f64).log2().ceil() as i32
+            } else {
+                0
+            };
+            if !(-120..=120).contains(&e) {
+                return None;
+            }
+            let scale = 2.0f64.powi(e);
+            let np = n_items.div_ceil(NR);
+            let mut panels = vec![0u16; np * f * NR];
+            let mut buf = [0.0f32; NR];
+            for p in 0..np {
+                for k in 0..f {
+                    for (l, b) in buf.iter_mut().enumerate() {
+                        let i = p * NR + l;
+                        *b = if i < n_items {
+                            (items[i * f + k] as f64 * scale) as f32
+                        } else {
+                            0.0
+                        };
+                    }
+                    let dst = &mut panels[(p * f + k) * NR..(p * f + k + 1) * NR];
+                    for h in 0..2 {
+                        // SAFETY: buf has NR = 16 floats, dst 16 half floats; 8 of each per half.
+                        let v = _mm256_loadu_ps(buf.as_ptr().add(8 * h));
+                        let x = _mm256_cvtps_ph::<_MM_FROUND_TO_NEAREST_INT>(v);
+                        _mm_storeu_si128(dst.as_mut_ptr().add(8 * h) as *mut __m128i, x);
+                    }
+                }
+            }
+            // The error of the screen against the float32 scores, for a unit query (|q| = 1):
+            //   |scale·s_i − a_i| <= |scale·s_i − q·(scale v_i)| + |q·(scale v_i − h_i)|
+            //                        + |q·h_i − a_i|
+            //                     <= γ_f |scale v_i| + |scale v_i − h_i| + γ_f |h_i|,
+            // by Cauchy-Schwarz and the error of any f-term float32 sum (with or without FMA),
+            // γ_f = f u / (1 − f u), u = 2^-24; h_i are the float16 values (exact in float32).
+            let u = 2.0f64.powi(-24);
+            let fu = f as f64 * u;
+            if fu >= 0.5 {
+                return None;
+            }
+            let gamma = fu / (1.0 - fu);
+            let mut bound = 0.0f64;
+            let mut half = [0.0f32; NR];
+            for p in 0..np {
+                let (mut d2, mut x2, mut h2) = ([0.0f64; NR], [0.0f64; NR], [0.0f64; NR]);
+                for k in 0..f {
+                    let src = &panels[(p * f + k) * NR..(p * f + k + 1) * NR];
+                    for h in 0..2 {
+                        // SAFETY: 8 half floats in, 8 floats out.
+                        let x = _mm_loadu_si128(src.as_ptr().add(8 * h) as *const __m128i);
+                        _mm256_storeu_ps(half.as_mut_ptr().add(8 * h), _mm256_cvtph_ps(x));
+                    }
+                    for l in 0..NR {
+                        let i = p * NR + l;
+                        if i >= n_items {
+                            break;
+                        }
+                        let x = items[i * f + k] as f64 * scale;
+                        let hv = half[l] as f64;
+                        if !hv.is_finite() {
+                            return None;
+                        }
+                        d2[l] += (x - hv) * (x - hv);
+                        x2[l] += x * x;
+                        h2[l] += hv * hv;
+                    }
+                }
+                for l in 0..NR {
+                    let b = d2[l].sqrt() + gamma * (x2[l].sqrt() + h2[l].sqrt());
+                    bound = bound.max(b);
+                }
+            }
+            // A margin for the rounding of this very computation (f64, relative 1e-12 at most).
+            let bound = bound * (1.0 + 1e-9) + f64::MIN_POSITIVE;
+            bound.is_finite().then_some(Self { panels, bound })
+        }
+    }
+
+    /// The largest float32 strictly below `x` (finite `x`).
+    fn below(x: f32) -> f32 {
+        if x > 0.0 {
+            f32::from_bits(x.to_bits() - 1)
+        } else if x == 0.0 {
+            -f32::from_bits(1)
+        } else {
+            f32::from_bits(x.to_bits() + 1)
+        }
+    }
+
+    /// The candidates of one query row `q` (`1 x f`) found through the float16 screen, with
+    /// their exact scores, put in `sel.buf`: the row's top `n` is the top `n` of them, exactly
+    /// the fused kernel's answer (same scores, same ties). Returns false when the screen could
+    /// not narrow the row down (then `sel` holds garbage and the caller runs the exact scan).
+    ///
+    /// With `E = |q| · half.bound`, every screen value is within `E` of its (scaled) exact
+    /// score. If `a_n` is the n-th best screen value among the admitted items, the n-th best
+    /// exact score is at least `a_n − E`, so an item of the top n has `a_i >= a_n − 2E`: the
+    /// screen keeps every admitted item with `a_i >= a_n − 2E` (`a_n` only rises during the
+    /// scan, so the running limit is conservative) and re-scores exactly those.
+    #[allow(clippy::too_many_arguments)]
+    pub(super) fn screen(
+        q: &[f32],
+        half: &Half,
+        packed: &[f32],
+        n_items: usize,
+        f: usize,
+        sel: &mut Selection,
+        n: usize,
+        flt: Items<'_>,
+    ) -> bool {
+        let np = n_items.div_ceil(NR);
+        if !half_available()
+            || q.len() != f
+            || half.panels.len() != np * f * NR
+            || packed.len() != np * f * NR
+            || n == 0
+        {
+            return false;
+        }
+        let qn = q.iter().map(|&v| v as f64 * v as f64).sum::<f64>().sqrt();
+        let band = 2.0 * qn * half.bound * (1.0 + 1e-9);
+        if !band.is_finite() || band > f32::MAX as f64 / 4.0 {
+            return false;
+        }
+        // Give up (the exact scan is then cheaper than the bookkeeping) past this many
+        // candidates: scores packed so closely that the screen cannot separate them.
+        let limit = (64 * n).max(4096).min(n_items);
+        #[cfg(target_arch = "x86_64")]
+        {
+            // SAFETY: half_available() checked AVX2, FMA and F16C; lengths were checked above.
+            unsafe { screen_f16c(q, half, packed, n_items, f, sel, n, flt, band, limit) }
+        }
+        #[cfg(not(target_arch = "x86_64"))]
+        {
+            let _ = (sel, flt, band, limit);
+            false
+        }
+    }
+
+    /// Keeps every candidate with a screen value `>= a_n − band` (`a_n` the n-th best) and
+    /// returns the new entry limit, strictly below `a_n − band`.
+    fn prune(buf: &mut Vec<(f32, u32)>, n: usize, band: f64) -> f32 {
+        if buf.len() < n {
+            return f32::NEG_INFINITY;
+        }
+        buf.select_nth_unstable_by(n - 1, better);
+        let lim64 = buf[n - 1].0 as f64 - band;
+        let mut lim = lim64 as f32;
+        if lim as f64 >= lim64 {
+            lim = below(lim);
+        }
+        buf.retain(|&(a, _)| a > lim);
+        lim
+    }
+
+    /// Screen values of panels `p0..p0 + P` for the query at `qp` (`f` values): `2 P` vectors
+    /// of 8 lanes, each lane a sequential FMA chain over `k` of the float16 values.
+    ///
+    /// # Safety
+    /// AVX2, FMA and F16C; panels `p0..p0 + P` lie inside the float16 panels at `hp`.
+    #[cfg(target_arch = "x86_64")]
+    #[target_feature(enable = "avx2,fma,f16c")]
+    #[inline]
+    unsafe fn screen_panels<const P: usize>(
+        qp: *const f32,
+        hp: *const u16,
+        f: usize,
+        p0: usize,
+    ) -> [std::arch::x86_64::__m256; 8] {
+        use std::arch::x86_64::*;
+        let mut lo = [_mm256_setzero_ps(); P];
+        let mut hi = [_mm256_setzero_ps(); P];
+        for k in 0..f {
+            let a = _mm256_broadcast_ss(&*qp.add(k));
+            for j in 0..P {
+                let src = hp.add(((p0 + j) * f + k) * NR);
+                let b0 = _mm256_cvtph_ps(_mm_loadu_si128(src as *const __m128i));
+                let b1 = _mm256_cvtph_ps(_mm_loadu_si128(src.add(8) as *const __m128i));
+                lo[j] = _mm256_fmadd_ps(a, b0, lo[j]);
+                hi[j] = _mm256_fmadd_ps(a, b1, hi[j]);
+            }
+        }
+        let mut out = [_mm256_setzero_ps(); 8];
+        for j in 0..P.min(4) {
+            out[2 * j] = lo[j];
+            out[2 * j + 1] = hi[j];
+        }
+        out
+    }
+
+    #[cfg(target_arch = "x86_64")]
+    #[target_feature(enable = "avx2,fma,f16c")]
+    #[allow(clippy::too_many_arguments)]
+    unsafe fn screen_f16c(
+        q: &[f32],
+        half: &Half,
+        packed: &[f32],
+        n_items: usize,
+        f: usize,
+        sel: &mut Selection,
+        n: usize,
+        flt: Items<'_>,
+        band: f64,
+        limit: usize,
+    ) -> bool {
+        use std::arch::x86_64::*;
+        /// Panels scored at once: 8 independent FMA chains hide the FMA latency.
+        const G: usize = 4;
+        let np = n_items.div_ceil(NR);
+        let qp = q.as_ptr();
+        let hp = half.panels.as_ptr();
+        let mut cap = (2 * n).max(256);
+        let mut buf: Vec<(f32, u32)> = Vec::with_capacity(cap);
+        let mut thr = f32::NEG_INFINITY;
+        let mut lanes = [0.0f32; NR * G];
+        let mut p0 = 0;
+        while p0 < np {
+            let g = G.min(np - p0);
+            let acc = if g == G {
+                screen_panels::<G>(qp, hp, f, p0)
+            } else {
+                let mut acc = [_mm256_setzero_ps(); 2 * G];
+                for j in 0..g {
+                    let one = screen_panels::<1>(qp, hp, f, p0 + j);
+                    acc[2 * j] = one[0];
+                    acc[2 * j + 1] = one[1];
+                }
+                acc
+            };
+            let t = _mm256_set1_ps(thr);
+            for j in 0..g {
+                let base = (p0 + j) * NR;
+                let valid: u32 = if base + NR <= n_items {
+                    0xFFFF
+                } else {
+                    (1u32 << (n_items - base)) - 1
+                };
+                let m_lo = _mm256_movemask_ps(_mm256_cmp_ps::<_CMP_GT_OQ>(acc[2 * j], t)) as u32;
+                let m_hi =
+                    _mm256_movemask_ps(_mm256_cmp_ps::<_CMP_GT_OQ>(acc[2 * j + 1], t)) as u32;
+                let mut mask = (m_lo | (m_hi << 8)) & valid;
+                if mask == 0 {
+                    continue;
+                }
+                _mm256_storeu_ps(lanes.as_mut_ptr().add(NR * j), acc[2 * j]);
+                _mm256_storeu_ps(lanes.as_mut_ptr().add(NR * j + 8), acc[2 * j + 1]);
+                while mask != 0 {
+                    let lane = mask.trailing_zeros() as usize;
+                    mask &= mask - 1;
+                    let a = lanes[NR * j + lane];
+                    if a <= thr {
+                        continue;
+                    }
+                    let pos = (base + lane) as u32;
+                    if flt.admit(pos).is_some_and(|i| !sel.excluded(i)) {
+                        buf.push((a, pos));
+                        if buf.len() >= cap {
+                            thr = prune(&mut buf, n, band);
+                            if buf.len() > limit {
+                                return false;
+                            }
+                            if 2 * buf.len() > cap {
+                                cap *= 2;
+                            }
+                        }
+                    }
+                }
+            }
+            p0 += g;
+        }
+        prune(&mut buf, n, band);
+        // Exact re-score: the fused kernel's chain, fma(q_k, v_k, acc) for k = 0..f from 0.
+        sel.buf.clear();
+        for &(_, pos) in &buf {
+            let pos = pos as usize;
+            let (p, l) = (pos / NR, pos % NR);
+            let mut s = 0.0f32;
+            for k in 0..f {
+                s = (*qp.add(k)).mul_add(packed[(p * f + k) * NR + l], s);
+            }
+            if let Some(item) = flt.admit(pos as u32) {
+                sel.buf.push((s, item));
+            }
+        }
+        true
     }
 }
 
@@ -685,11 +1293,14 @@ mod tests {
         (p, ix)
     }
 
-    /// Both scoring loops this CPU can run.
+    /// Every scoring loop this CPU can run.
     fn paths() -> Vec<Path> {
         let mut p = vec![Path::Tiled];
         if fused::available() {
             p.push(Path::Fused);
+        }
+        if fused::half_available() {
+            p.push(Path::Screened);
         }
         p
     }
@@ -907,5 +1518,147 @@ mod tests {
         assert!(topk(&q, 1, &v, 2, 2, 1, Some(&ex)).is_err());
         let ex = CsrView::new(&[0, 0], &[], &[], 2).unwrap();
         assert!(topk(&q, 1, &v, 2, 2, 1, Some(&ex)).is_ok());
+    }
+
+    /// Brute force with an item filter: only `allowed` items, best first, ties by index.
+    fn brute_allowed(
+        q: &[f32],
+        v: &[f32],
+        f: usize,
+        n: usize,
+        excl: Option<(&[i64], &[i32])>,
+        allowed: &[bool],
+    ) -> Vec<i32> {
+        let (bi, _) = brute(q, v, f, v.len() / f, excl);
+        let m = q.len() / f;
+        let n_items = v.len() / f;
+        let w = n.min(n_items);
+        let mut out = vec![-1; m * w];
+        for u in 0..m {
+            let row: Vec<i32> = bi[u * n_items..(u + 1) * n_items]
+                .iter()
+                .copied()
+                .filter(|&i| i >= 0 && allowed[i as usize])
+                .take(w)
+                .collect();
+            out[u * w..u * w + row.len()].copy_from_slice(&row);
+        }
+        out
+    }
+
+    #[test]
+    fn item_filters_match_brute_force_on_every_path() {
+        let mut rng = Rng(0x51ed);
+        for &(m, n_items, f, n) in &[
+            (1, 1, 1, 1),
+            (3, 50, 2, 5),
+            (2, 3000, 4, 10),
+            (9, 700, 3, 40),
+        ] {
+            let q = int_factors(&mut rng, m, f, -3, 3);
+            let v = int_factors(&mut rng, n_items, f, -2, 2);
+            let (p, ix) = random_excludes(&mut rng, m, n_items);
+            // none, one, few (gathered subset), most (mask), every item allowed
+            for density in [0u64, 1, 5, 60, 100] {
+                let allowed: Vec<bool> = (0..n_items)
+                    .map(|i| {
+                        if density == 1 {
+                            i == n_items / 2
+                        } else {
+                            rng.below(100) < density
+                        }
+                    })
+                    .collect();
+                for with_ex in [false, true] {
+                    let ex = with_ex.then_some((&p[..], &ix[..]));
+                    let want = brute_allowed(&q, &v, f, n, ex, &allowed);
+                    for path in paths() {
+                        let prep = Prepared::with_path(&v, n_items, f, path).unwrap();
+                        let view = ex.map(|(p, i)| CsrView::new(p, i, &[], n_items).unwrap());
+                        let got = topk_prepared_with(
+                            &prep,
+                            &q,
+                            m,
+                            n,
+                            view.as_ref(),
+                            Some(&allowed),
+                            path,
+                        )
+                        .unwrap();
+                        assert_eq!(got.width, n.min(n_items));
+                        assert_eq!(got.indices, want, "{path:?} density={density} m={m}");
+                        for (i, s) in got.indices.iter().zip(&got.scores) {
+                            assert_eq!(*i < 0, s.is_nan());
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn screen_equals_the_fused_scores_bit_for_bit() {
+        if !fused::half_available() {
+            return;
+        }
+        let mut rng = Rng(99);
+        for &(m, n_items, f, n, spread) in &[
+            (3, 5000, 64, 10, 1.0f32),
+            (2, 3001, 16, 1, 1.0),
+            (2, 2000, 8, 50, 1.0),
+            // Nearly equal items: the screen cannot separate them and must keep them all (or
+            // fall back to the exact scan); either way the answer is the exact one.
+            (2, 3000, 32, 10, 1e-4),
+            (1, 100, 5, 200, 0.0),
+            // Tiny and large values (float16 subnormal / scaled range).
+            (2, 1000, 12, 7, 1e-6),
+            (2, 1000, 12, 7, 3e4),
+        ] {
+            let base: Vec<f32> = (0..f).map(|_| rng.unif()).collect();
+            let v: Vec<f32> = (0..n_items * f)
+                .map(|x| {
+                    let b = if spread < 1.0 { base[x % f] } else { 0.0 };
+                    b + spread * rng.unif()
+                })
+                .collect();
+            let q: Vec<f32> = (0..m * f).map(|_| rng.unif()).collect();
+            let (p, ix) = random_excludes(&mut rng, m, n_items);
+            let view = CsrView::new(&p, &ix, &[], n_items).unwrap();
+            let allowed: Vec<bool> = (0..n_items).map(|_| rng.below(10) < 7).collect();
+            let fused_prep = Prepared::with_path(&v, n_items, f, Path::Fused).unwrap();
+            let screen_prep = Prepared::with_path(&v, n_items, f, Path::Screened).unwrap();
+            for ex in [None, Some(&view)] {
+                for al in [None, Some(&allowed[..])] {
+                    let a = topk_prepared_with(&fused_prep, &q, m, n, ex, al, Path::Fused).unwrap();
+                    let b =
+                        topk_prepared_with(&screen_prep, &q, m, n, ex, al, Path::Screened).unwrap();
+                    assert_eq!(
+                        a.indices, b.indices,
+                        "n_items={n_items} f={f} spread={spread}"
+                    );
+                    let bits = |t: &TopK| t.scores.iter().map(|s| s.to_bits()).collect::<Vec<_>>();
+                    assert_eq!(bits(&a), bits(&b));
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn prepared_items_are_reused_across_calls() {
+        let mut rng = Rng(5);
+        let (n_items, f) = (900, 6);
+        let v: Vec<f32> = (0..n_items * f).map(|_| rng.unif()).collect();
+        let prep = Prepared::new(&v, n_items, f, true).unwrap();
+        for m in [1, 2, 5, 40] {
+            let q: Vec<f32> = (0..m * f).map(|_| rng.unif()).collect();
+            let a = topk_prepared(&prep, &q, m, 8, None, None).unwrap();
+            let b = topk(&q, m, &v, n_items, f, 8, None).unwrap();
+            assert_eq!(a, b);
+            // One row alone gives the same answer as inside a batch.
+            let one = topk_prepared(&prep, &q[..f], 1, 8, None, None).unwrap();
+            assert_eq!(one.indices, a.indices[..8]);
+        }
+        let bad = [true; 3];
+        assert!(topk_prepared(&prep, &[0.0; 6], 1, 2, None, Some(&bad)).is_err());
     }
 }
