@@ -354,3 +354,36 @@ def test_any_basket_gets_the_dense_reference_vector(n_items, factors, seed, bask
     np.testing.assert_allclose(
         np.sort(scores)[::-1], np.sort(model.item_factors @ got)[::-1], rtol=1e-5, atol=1e-6
     )
+
+
+def test_business_filters_against_brute_force(small_purchases):
+    model = _fit(small_purchases)
+    state = model._fitted_state()
+    vectors = _vectors(model.fold_in(small_purchases, "customer_id", "article_id", "sales_amount"))
+    rng = np.random.default_rng(0)
+    labels_all = state.item_labels
+    for k in range(10):
+        customer = state.user_labels[k]
+        items, amounts = _basket(small_purchases, customer)
+        in_stock = rng.choice(labels_all, size=25, replace=False).tolist()
+        forbidden = rng.choice(labels_all, size=8, replace=False).tolist()
+        for cand, excl in ((in_stock, None), (None, forbidden), (in_stock, forbidden)):
+            got, scores = model.recommend_basket(
+                items, amounts, n=6, candidates=cand, exclude_items=excl
+            )
+            allowed = set(labels_all.tolist()) if cand is None else set(cand)
+            allowed -= set(excl or []) | set(items)
+            cols = [j for j, lab in enumerate(labels_all.tolist()) if lab in allowed]
+            s = state.item_factors[cols] @ vectors[k]
+            best = [labels_all[cols[j]] for j in np.argsort(-s, kind="stable")[:6]]
+            assert got.tolist() == best
+            assert len(got) == min(6, len(cols))
+            np.testing.assert_allclose(scores, np.sort(s)[::-1][:6], rtol=1e-5, atol=1e-6)
+    a = labels_all[0]
+    assert model.recommend_basket([a], candidates=[])[0].size == 0
+    assert model.recommend_basket([a], candidates=[a])[0].size == 0  # bought: excluded
+    assert model.recommend_basket([a], candidates=[a], exclude_seen=False)[0].tolist() == [a]
+    with pytest.raises(KeyError, match="candidates.*'nope'"):
+        model.recommend_basket([a], candidates=["nope"])
+    with pytest.raises(KeyError, match="exclude_items.*'nope'"):
+        model.recommend_basket([a], exclude_items=["nope"])

@@ -26,7 +26,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from rusket import _core
-from rusket._model import _export, _Fitted, _frozen, _one_label
+from rusket._model import _export, _Fitted, _frozen, _item_filter, _one_label
 from rusket._validation import check_choice, check_int, check_no_bools
 from rusket.interactions import Interactions, check_values
 
@@ -260,18 +260,21 @@ def recommend_basket(
     ratings: Any,
     n: int,
     exclude_seen: bool,
+    candidates: Any,
+    exclude_items: Any,
     unknown: str,
 ) -> tuple[np.ndarray, np.ndarray]:
     state = model._fitted_state()
     n = check_int("n", n, minimum=1)
     if not isinstance(exclude_seen, (bool, np.bool_)):
         raise TypeError(f"exclude_seen must be True or False, got {exclude_seen!r}")
+    allowed = _item_filter(state, candidates, exclude_items)
     p = model._checked_params()
     cols, conf = basket_row(model, state, items, ratings, unknown, p)
     indptr = np.array([0, len(cols)], dtype=np.int64)
     x = solve_rows(state, penalty(model, state, p), indptr, cols, conf)
     exclude = (indptr, cols) if exclude_seen else None
-    idx, scores = model._topk(x, state.item_factors, n, exclude)
+    idx, scores = model._topk(x, state.item_factors, n, exclude, allowed)
     keep = idx[0] >= 0
     return state.item_labels[idx[0][keep]], scores[0][keep]
 

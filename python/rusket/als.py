@@ -311,6 +311,8 @@ class ALS(FactorModel):
         ratings: Any = None,
         n: int = 10,
         exclude_seen: bool = True,
+        candidates: Any = None,
+        exclude_items: Any = None,
         unknown: str = "raise",
     ) -> tuple[np.ndarray, np.ndarray]:
         """The ``n`` best articles for a customer the model has never seen, from a basket.
@@ -331,6 +333,10 @@ class ALS(FactorModel):
         n : int, default 10
         exclude_seen : bool, default True
             Leave the basket's own articles out.
+        candidates, exclude_items : item label or 1-d sequence of item labels, optional
+            Business filters, as in :meth:`recommend_items`: only ``candidates`` may be
+            recommended (e.g. the articles in stock), ``exclude_items`` never; the customer
+            gets the best ``n`` of what is allowed. Unknown labels there raise ``KeyError``.
         unknown : {"raise", "ignore"}, default "raise"
             Article labels the model does not know: ``"raise"`` a ``KeyError`` naming them,
             or ``"ignore"`` them (the model has no vector for them).
@@ -354,8 +360,12 @@ class ALS(FactorModel):
         ['b', 'c']
         >>> als.recommend_basket(["a", "z"], unknown="ignore", n=1)[0].shape
         (1,)
+        >>> als.recommend_basket(["a"], n=2, exclude_items=["b"])[0].tolist()
+        ['c']
         """
-        return _fold_in.recommend_basket(self, items, ratings, n, exclude_seen, unknown)
+        return _fold_in.recommend_basket(
+            self, items, ratings, n, exclude_seen, candidates, exclude_items, unknown
+        )
 
     def fold_in(
         self,
@@ -424,7 +434,9 @@ class ALS(FactorModel):
         or the new model); do not call it from two threads at once.
 
         On an unfitted model it fits from scratch: ``sweeps`` defaults to ``iterations`` there,
-        and the result equals ``from_transactions`` on the same lines.
+        and the result equals ``from_transactions`` on the same lines. Keep ``confidence``,
+        ``alpha`` and ``epsilon`` as they were at the fit: the stored confidences are read back
+        into amounts with them.
 
         **Drift.** Untouched rows are never re-solved, so the model drifts from what a full
         refit would give as updates accumulate. Measured on ``make_purchases`` (20,000
