@@ -211,3 +211,33 @@ def test_readers_see_the_old_or_the_new_model_never_a_mix(small_purchases):
     assert tuple(model.recommend_items(user, n=5)[0].tolist()) in answers - {
         tuple(old.recommend_items(user, n=5)[0].tolist())
     }
+
+
+def test_serving_caches_follow_the_update(small_purchases):
+    """Every cached scoring structure (prepared top-k index, seen items, label lookups, fold-in
+    systems) belongs to one fitted state: after partial_fit the answers are those of the new
+    factors, new articles included, checked by brute force."""
+    model = _als().from_transactions(small_purchases, *COLS)
+    users = model.user_labels[:5].tolist()
+    for u in users:  # fill every cache of the old state
+        model.recommend_items(u, n=5)
+    model.similar_items(model.item_labels[0], n=3)
+    model.recommend_basket(model.item_labels[:2].tolist())
+    new = pd.DataFrame(
+        {"customer_id": [*users, "zz"], "article_id": ["fresh"] * 5 + ["a00"], "r": 1.0}
+    )
+    model.partial_fit(new, "customer_id", "article_id", "r")
+    state = model._fitted_state()
+    n_items = len(state.item_labels)
+    for u in [*users, "zz"]:
+        row = state.user_index().rows(u)[0]
+        s = state.item_factors @ state.user_factors[row]
+        bought = set(state.seen[row].indices.tolist())
+        order = [j for j in np.argsort(-s, kind="stable") if j not in bought]
+        got, _ = model.recommend_items(u, n=n_items)
+        assert got.tolist() == state.item_labels[order].tolist()
+        assert "fresh" not in got.tolist() or u == "zz"
+    unit = state.item_factors / np.linalg.norm(state.item_factors, axis=1, keepdims=True)
+    sims = unit @ unit[state.item_index().rows("fresh")[0]]
+    sims[state.item_index().rows("fresh")[0]] = -np.inf
+    assert model.similar_items("fresh", n=1)[0][0] == state.item_labels[np.argmax(sims)]
