@@ -1243,6 +1243,19 @@ def _check_bool(name: str, value: Any) -> None:
 def _one_label(index: _LabelIndex, key: Any, method: str, many: str) -> np.ndarray:
     """The row (a 1-element array) of one label; ``TypeError`` for anything holding several
     (list, tuple, array, Series, set, ...), never silently its first element."""
+    # The common case of a serving call, a plain int (or str) for int (or str) labels: one
+    # binary search, without the general checks (a miss falls through to them for the error).
+    kind = type(key)
+    if (
+        (kind is np.int64 and index.labels.dtype == np.int64)
+        or (kind is int and index.labels.dtype == np.int64 and _INT64_MIN <= key <= _INT64_MAX)
+        or (kind is str and index.labels.dtype == object)
+    ):
+        labels = index.sorted_labels
+        pos = int(labels.searchsorted(key))
+        if pos < len(labels) and labels[pos] == key:
+            row = pos if index.order is None else int(index.order[pos])
+            return np.array([row], dtype=np.int64)
     if isinstance(key, np.ndarray) and key.ndim == 0:
         key = key.item()
     if np.ndim(key) != 0 or (isinstance(key, Iterable) and not isinstance(key, (str, bytes))):
