@@ -7,8 +7,10 @@ factors ``Y``: a customer with confidences ``c_j`` on the articles ``j`` of a hi
 
 the exact minimiser of that customer's part of the training loss (``lambda`` is the model's
 penalty, ``"auto"`` evaluated over its stored confidences exactly like ``training_loss``). The
-shared ``Y^T Y`` is computed once per fitted state (kept in the state's cache, never pickled);
-each customer then costs ``O(n_j f^2 + f^3)`` in numpy float64.
+shared part ``Y^T Y + lambda I = R R^T`` and the whitened item factors ``Y R^-T`` are computed
+once per fitted state (kept in the state's cache, never pickled); a customer with ``L``
+articles then costs ``O(L^2 f + f^2)`` (``L < f``) or ``O(L f^2 + f^3)`` in numpy float64
+(:func:`solve_rows`).
 
 :func:`partial_fit` goes the other way round: it merges new order lines into the stored history
 and re-solves the touched rows with the Rust half-step (``_core.als_solve_side``) against the
