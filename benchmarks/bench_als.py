@@ -4,6 +4,10 @@ answer quality.
     .venv/bin/python benchmarks/bench_als.py             # MovieLens-100k + synthetic 200k x 50k
     .venv/bin/python benchmarks/bench_als.py --small     # MovieLens-100k only
     .venv/bin/python benchmarks/bench_als.py --factors 32,64,128,256,512 --small
+    # issue 13: ranks 32..512 on 100k users x 20k items x 1M lines, 5 sweeps, loss relative to
+    # rusket's default (the exact solve is f^3 per long row: too slow at 512)
+    .venv/bin/python benchmarks/bench_als.py --synthetic 100000,20000,1000000 --no-movielens \
+        --iterations 5 --reference default --settings defaults --factors 32,64,128,256,512
 
 Every model trains on the same per-user 80/20 hold-out split. Next to each time the script
 prints the training loss relative to rusket's exact solver (how converged the answer is) and
@@ -91,7 +95,15 @@ def train_implicit(values: sp.csr_matrix, factors, iterations, alpha, regulariza
     return time.perf_counter() - t, model.user_factors, model.item_factors
 
 
-def run(name: str, df, repeats: int, factors: int, setting: str, iterations: int = 15) -> None:
+def run(
+    name: str,
+    df,
+    repeats: int,
+    factors: int,
+    setting: str,
+    iterations: int = 15,
+    reference: str = "cholesky",
+) -> None:
     m, _, _ = datasets.to_csr(df)
     train, test = datasets.holdout(m, 0.2, seed=0)
     train = train.astype(np.float32)
@@ -127,9 +139,12 @@ def run(name: str, df, repeats: int, factors: int, setting: str, iterations: int
         )
         times["implicit cg"].append(t)
         fitted["implicit cg"] = (u, v)
-    t_exact, exact = train_rusket(train, **base, solver="cholesky")
-    fitted["rusket exact (cholesky)"] = (exact.user_factors, exact.item_factors)
-    ref = loss_of(conf, *fitted["rusket exact (cholesky)"], lam)
+    if reference == "cholesky":
+        t_exact, exact = train_rusket(train, **base, solver="cholesky")
+        fitted["rusket exact (cholesky)"] = (exact.user_factors, exact.item_factors)
+        ref = loss_of(conf, *fitted["rusket exact (cholesky)"], lam)
+    else:
+        ref = loss_of(conf, *fitted["rusket default (cg to tolerance)"], lam)
     t_imp = statistics.median(times["implicit cg"])
     for label, (u, v) in fitted.items():
         t = statistics.median(times[label]) if label in times else t_exact
@@ -137,7 +152,7 @@ def run(name: str, df, repeats: int, factors: int, setting: str, iterations: int
         ratio = f"{t_imp / t:5.2f}x" if label != "implicit cg" else "  1.00x"
         print(
             f"  {label:34s} {t:7.2f} s  implicit/this {ratio}  "
-            f"loss/exact {loss_of(conf, u, v, lam) / ref:8.4f}  nDCG@10 {nd:.4f}",
+            f"loss/{reference} {loss_of(conf, u, v, lam) / ref:8.4f}  nDCG@10 {nd:.4f}",
             flush=True,
         )
     if repeats > 1:
@@ -152,20 +167,94 @@ def run(name: str, df, repeats: int, factors: int, setting: str, iterations: int
     print(f"  popularity nDCG@10 {nd_p:.4f}", flush=True)
 
 
+def kernel_ab(name: str, df, repeats: int, factors: int, iterations: int) -> None:
+    """The default solver ("cg" with its tolerance: Woodbury short rows through Z where the
+    other side is smaller) against the whitened CG on every row ("cg_whitened", the previous
+    default), as bare half-steps at rusket's defaults, interleaved, on 2 threads."""
+    m, _, _ = datasets.to_csr(df)
+    conf = m.astype(np.float32).tocsr()
+    conf.data = (1.0 + 40.0 * np.log1p(conf.data)).astype(np.float32)
+    lam = _penalty("auto", conf.data)
+    sides = [
+        (c.indptr.astype(np.int64), c.indices.astype(np.int32), c.data.astype(np.float32))
+        for c in (conf, conf.T.tocsr())
+    ]
+    times: dict[str, list[float]] = {"cg": [], "cg_whitened": []}
+    losses = {}
+    for _ in range(repeats):
+        for solver in times:
+            rng = np.random.default_rng(0)
+            u = (0.01 * rng.standard_normal((conf.shape[0], factors))).astype(np.float32)
+            v = (0.01 * rng.standard_normal((conf.shape[1], factors))).astype(np.float32)
+            t = time.perf_counter()
+            for _ in range(iterations):
+                for csr, fixed, target in ((sides[0], v, u), (sides[1], u, v)):
+                    _core.als_solve_side(
+                        *csr,
+                        fixed,
+                        target,
+                        regularization=lam,
+                        solver=solver,
+                        cg_steps=16,
+                        num_threads=THREADS,
+                        tol=1e-5,
+                    )
+            times[solver].append(time.perf_counter() - t)
+            losses[solver] = loss_of(conf, u, v, lam)
+    a, b = statistics.median(times["cg"]), statistics.median(times["cg_whitened"])
+    per_run = statistics.median(
+        w / c for w, c in zip(times["cg_whitened"], times["cg"], strict=True)
+    )
+    print(
+        f"{name} f={factors}: half-steps x{2 * iterations}: default {a:.2f} s, whitened "
+        f"{b:.2f} s, whitened/default {b / a:.2f}x (median per run {per_run:.2f}x); "
+        f"loss default/whitened {losses['cg'] / losses['cg_whitened']:.5f}",
+        flush=True,
+    )
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--small", action="store_true", help="MovieLens-100k only")
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--factors", default="64", help="comma-separated ranks, e.g. 32,64,128")
     ap.add_argument("--settings", default="defaults,classic")
+    ap.add_argument("--iterations", type=int, default=15)
+    ap.add_argument(
+        "--synthetic",
+        default="200000,50000,5000000",
+        help="users,items,order lines of the synthetic set",
+    )
+    ap.add_argument("--no-movielens", action="store_true")
+    ap.add_argument(
+        "--reference",
+        choices=["cholesky", "default"],
+        default="cholesky",
+        help="the loss every model is divided by: the exact solver's or rusket's default's",
+    )
+    ap.add_argument(
+        "--kernel-ab",
+        action="store_true",
+        help="only the default solver against the whitened CG, as bare half-steps",
+    )
     args = ap.parse_args()
-    sets = [("MovieLens-100k", datasets.movielens_100k())]
+    sets = [] if args.no_movielens else [("MovieLens-100k", datasets.movielens_100k())]
     if not args.small:
-        sets.append(("synthetic power-law", datasets.synthetic()))
+        n_users, n_items, n_rows = (int(x) for x in args.synthetic.split(","))
+        sets.append(
+            (
+                f"synthetic power-law {n_users:,} x {n_items:,} x {n_rows:,}",
+                datasets.synthetic(n_users, n_items, n_rows),
+            )
+        )
     for name, df in sets:
+        if args.kernel_ab:
+            for f in (int(x) for x in args.factors.split(",")):
+                kernel_ab(name, df, args.repeats, f, args.iterations)
+            continue
         for setting in args.settings.split(","):
             for f in (int(x) for x in args.factors.split(",")):
-                run(name, df, args.repeats, f, setting)
+                run(name, df, args.repeats, f, setting, args.iterations, args.reference)
 
 
 if __name__ == "__main__":
