@@ -56,7 +56,8 @@ def local_session(
 
     If a session is active (or a default one exists, as on Databricks or in a notebook that
     made one), it is returned **as is**: no argument is applied to it, so a cluster's settings
-    are never changed. Otherwise a new ``local[cores]`` session starts (about 10 s) with settings
+    are never changed. That includes a Spark Connect session (Databricks serverless), which has
+    no ``SparkContext``; nothing here needs one. Otherwise a new ``local[cores]`` session starts (about 10 s) with settings
     for one machine:
 
     - Python workers run this interpreter: ``PYSPARK_PYTHON`` and ``PYSPARK_DRIVER_PYTHON`` are
