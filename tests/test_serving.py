@@ -209,7 +209,7 @@ def test_similar_users_ties_and_a_single_user():
 
 
 def test_one_call_equals_its_batch_row_bit_for_bit(model):
-    """Single calls go through the float16 screen, batches through the float32 kernel: the
+    """Single calls go through the int8 screen, batches through the float32 kernel: the
     answers (labels and scores) must be identical."""
     labels, scores = model.batch_recommend(n=7, format="numpy")
     for k, user in enumerate(model.user_labels):

@@ -256,7 +256,7 @@ class _Fitted:
 
     def topk_index(self, which: str) -> Any:
         """The prepared targets of the Rust top-k (``_core.TopKIndex``: checked, packed, with
-        the float16 screen of single queries), built on first use and kept for every later
+        the int8 screen of single queries), built on first use and kept for every later
         call of this state: ``"items"`` (item factors), ``"users"`` (user factors),
         ``"unit_items"`` / ``"unit_users"`` (unit vectors, for cosine similarity)."""
 

@@ -75,7 +75,7 @@ fn topk_py<'py>(
 }
 
 /// Item factors prepared once for many top-k calls (checked, packed for the scoring loop, and a
-/// float16 copy for the screen of single queries); immutable, so concurrent calls share it.
+/// int8 copy for the screen of single queries); immutable, so concurrent calls share it.
 /// Not picklable: keep it in a cache that is rebuilt on first use.
 #[pyclass(name = "TopKIndex", module = "rusket._core", frozen)]
 pub struct TopKIndex {
@@ -105,7 +105,7 @@ impl TopKIndex {
         self.prep.factors()
     }
 
-    /// True when single queries are answered through the float16 screen (exact answers).
+    /// True when single queries are answered through the int8 screen (exact answers).
     #[getter]
     fn screens(&self) -> bool {
         self.prep.screens()

@@ -299,8 +299,8 @@ pub(crate) enum Path {
     Tiled,
     /// Hand-written AVX2+FMA micro-kernel with the threshold test on the registers.
     Fused,
-    /// The fused scores, found through a float16 screen of every item followed by the exact
-    /// float32 re-score of the candidates (AVX2+FMA+F16C; `Auto` picks it for a few query rows).
+    /// The fused scores, found through an int8 screen of every item followed by the exact
+    /// float32 re-score of the candidates (AVX2+FMA; `Auto` picks it for a few query rows).
     #[cfg_attr(not(test), allow(dead_code))]
     Screened,
 }
@@ -308,16 +308,16 @@ pub(crate) enum Path {
 /// Values up to which the checks of an input run on the calling thread (no pool hand-off).
 const SMALL_CALL: usize = 1 << 14;
 
-/// Query rows up to which `Path::Auto` answers through the float16 screen: one query row reads
-/// every item once, so the scan streams memory and half the bytes is nearly half the time;
+/// Query rows up to which `Path::Auto` answers through the int8 screen: one query row reads
+/// every item once, so the scan streams memory and a quarter of the bytes is much less time;
 /// from about six rows on the fused kernel reuses each item panel for six rows and is compute
 /// bound.
 const SCREEN_MAX_ROWS: usize = 4;
 
 /// Item factors prepared once for many top-k calls: checked (finite, largest norm), packed into
 /// the fused kernel's panels (or kept row-major for the portable loop), and, where the CPU has
-/// F16C, a float16 copy with a rigorous bound of its error for the screen. Immutable, so it is
-/// shared by concurrent calls.
+/// AVX2, an int8 copy (one scale per item) with a rigorous bound of its error for the screen.
+/// Immutable, so it is shared by concurrent calls.
 #[derive(Debug)]
 pub struct Prepared {
     n_items: usize,
@@ -328,18 +328,18 @@ pub struct Prepared {
     items: Vec<f32>,
     /// Fused panels (fused path only).
     packed: Vec<f32>,
-    half: Option<fused::Half>,
+    half: Option<fused::Quant>,
 }
 
 impl Prepared {
     /// Prepares `items` (row-major `n_items x f`) for the loop this CPU runs fastest; with
-    /// `screen`, also the float16 copy that answers one to four query rows per call faster
+    /// `screen`, also the int8 copy that answers one to four query rows per call faster
     /// (worth it when the preparation serves many calls).
     pub fn new(items: &[f32], n_items: usize, f: usize, screen: bool) -> CoreResult<Self> {
         let mut prep = Self::with_path(items, n_items, f, Path::Fused)
             .or_else(|_| Self::with_path(items, n_items, f, Path::Tiled))?;
         if screen && prep.fused {
-            prep.half = fused::Half::new(items, n_items, f);
+            prep.half = fused::Quant::new(items, n_items, f);
         }
         Ok(prep)
     }
@@ -372,7 +372,7 @@ impl Prepared {
             (items.to_vec(), Vec::new())
         };
         let half = if fused && path == Path::Screened {
-            fused::Half::new(items, n_items, f)
+            fused::Quant::new(items, n_items, f)
         } else {
             None
         };
@@ -395,7 +395,7 @@ impl Prepared {
         self.f
     }
 
-    /// True when single queries go through the float16 screen.
+    /// True when single queries go through the int8 screen.
     pub fn screens(&self) -> bool {
         self.half.is_some()
     }
@@ -468,7 +468,7 @@ struct View<'a> {
     fused: bool,
     items: &'a [f32],
     packed: &'a [f32],
-    half: Option<&'a fused::Half>,
+    half: Option<&'a fused::Quant>,
     flt: Items<'a>,
 }
 
@@ -657,7 +657,7 @@ fn run(
             }
         }
         if let Some(half) = view.half {
-            // One row: the float16 screen, then the exact re-score of its candidates
+            // One row: the int8 screen, then the exact re-score of its candidates
             // (the whole exact scan when the screen cannot narrow the row down).
             let s = &mut sel[0];
             if !fused::screen(qblock, half, view.packed, view.n_items, f, s, n, flt) {
@@ -877,130 +877,82 @@ mod fused {
         (0..f).map(move |k| packed[p * f * NR + k * NR + l])
     }
 
-    /// The float16 copy of the items for the screen: the same panels as the float32 ones, each
-    /// value multiplied by a power of two `scale` (so that the largest lands near 2^14, inside
-    /// float16's range and above its subnormals) and rounded to float16. `bound` is a rigorous
-    /// per-unit-query bound of the screen's error: for every item `i` and query `q`,
-    /// `|scale · s_i − a_i| <= |q| · bound`, where `s_i` is the fused kernel's float32 score and
-    /// `a_i` the screen's float32 sum over the float16 values (see [`screen`]).
+    /// Items per panel of the int8 copy (one 8-lane int32 accumulator).
+    const NQ: usize = 8;
+
+    /// The int8 copy of the items for the screen (3.2 MB for 50k x 64 instead of 12.8 MB, so
+    /// it stays in cache between calls): item `i` is stored as `round(v_i · s_i)` with its own
+    /// scale `s_i = 127 / max_k |v_ik|`, in panels of `NQ` items whose factor pairs sit next to
+    /// each other (`vpmaddwd` multiplies and adds one pair per lane); `inv[i]` is `1 / s_i`
+    /// rounded to float32. `d_max` is the largest `|v_i − inv_i · round(v_i s_i)|` and `n_max`
+    /// the largest `|v_i|` (float64), for the error bound of [`screen`].
     #[derive(Debug)]
-    pub(crate) struct Half {
-        panels: Vec<u16>,
-        bound: f64,
+    pub(crate) struct Quant {
+        panels: Vec<i8>,
+        inv: Vec<f32>,
+        /// Factors rounded up to even (a zero pads odd ranks).
+        fp: usize,
+        d_max: f64,
+        n_max: f64,
     }
 
-    /// The CPU has what the screen needs (AVX2, FMA and F16C).
-    pub(super) fn half_available() -> bool {
-        #[cfg(target_arch = "x86_64")]
-        {
-            available() && std::is_x86_feature_detected!("f16c")
-        }
-        #[cfg(not(target_arch = "x86_64"))]
-        {
-            false
-        }
+    /// The CPU has what the screen needs (AVX2 and FMA).
+    pub(super) fn screen_available() -> bool {
+        available()
     }
 
-    impl Half {
-        /// `None` where the screen cannot run (no F16C, nothing to score, values out of range).
+    impl Quant {
+        /// `None` where the screen cannot run (no AVX2, nothing to score, more than 512
+        /// factors: the int32 sums could overflow).
         pub(super) fn new(items: &[f32], n_items: usize, f: usize) -> Option<Self> {
-            if !half_available() || n_items == 0 || f == 0 || items.len() != n_items * f {
+            if !screen_available() || n_items == 0 || f == 0 || f > 512 {
                 return None;
             }
-            #[cfg(target_arch = "x86_64")]
-            {
-                // SAFETY: half_available() checked AVX2, FMA and F16C.
-                unsafe { Self::new_f16c(items, n_items, f) }
-            }
-            #[cfg(not(target_arch = "x86_64"))]
-            {
-                None
-            }
-        }
-
-        #[cfg(target_arch = "x86_64")]
-        #[target_feature(enable = "avx2,fma,f16c")]
-        unsafe fn new_f16c(items: &[f32], n_items: usize, f: usize) -> Option<Self> {
-            use std::arch::x86_64::*;
-            let max_abs = items.iter().fold(0.0f32, |a, &v| a.max(v.abs()));
-            // scale = 2^e with max_abs * scale in (2^13, 2^14]: products by it are exact.
-            let e = if max_abs > 0.0 {
-                14 - (max_abs as f64).log2().ceil() as i32
-            } else {
-                0
-            };
-            if !(-120..=120).contains(&e) {
+            if items.len() != n_items * f {
                 return None;
             }
-            let scale = 2.0f64.powi(e);
-            let np = n_items.div_ceil(NR);
-            let mut panels = vec![0u16; np * f * NR];
-            let mut buf = [0.0f32; NR];
-            for p in 0..np {
-                for k in 0..f {
-                    for (l, b) in buf.iter_mut().enumerate() {
-                        let i = p * NR + l;
-                        *b = if i < n_items {
-                            (items[i * f + k] as f64 * scale) as f32
-                        } else {
-                            0.0
-                        };
-                    }
-                    let dst = &mut panels[(p * f + k) * NR..(p * f + k + 1) * NR];
-                    for h in 0..2 {
-                        // SAFETY: buf has NR = 16 floats, dst 16 half floats; 8 of each per half.
-                        let v = _mm256_loadu_ps(buf.as_ptr().add(8 * h));
-                        let x = _mm256_cvtps_ph::<_MM_FROUND_TO_NEAREST_INT>(v);
-                        _mm_storeu_si128(dst.as_mut_ptr().add(8 * h) as *mut __m128i, x);
-                    }
+            let fp = f + f % 2;
+            let np = n_items.div_ceil(NQ);
+            let mut panels = vec![0i8; np * fp * NQ];
+            let mut inv = vec![0.0f32; np * NQ];
+            let (mut d_max, mut n_max) = (0.0f64, 0.0f64);
+            let mut row = vec![0i8; fp];
+            for (i, v) in items.chunks_exact(f).enumerate() {
+                let m = v.iter().fold(0.0f32, |a, &x| a.max(x.abs())) as f64;
+                let (s, iv) = if m > 0.0 {
+                    let s = 127.0 / m;
+                    (s, (1.0 / s) as f32)
+                } else {
+                    (0.0, 0.0)
+                };
+                let (mut d2, mut n2) = (0.0f64, 0.0f64);
+                for (k, &x) in v.iter().enumerate() {
+                    let qv = (x as f64 * s).round().clamp(-127.0, 127.0);
+                    row[k] = qv as i8;
+                    let e = x as f64 - qv * iv as f64;
+                    d2 += e * e;
+                    n2 += x as f64 * x as f64;
+                }
+                d_max = d_max.max(d2.sqrt());
+                n_max = n_max.max(n2.sqrt());
+                inv[i] = iv;
+                // Panel p = i / NQ, lane l: pair kk of item i at ((p·fp/2 + kk)·NQ + l)·2.
+                let (p, l) = (i / NQ, i % NQ);
+                for kk in 0..fp / 2 {
+                    let at = ((p * (fp / 2) + kk) * NQ + l) * 2;
+                    panels[at] = row[2 * kk];
+                    panels[at + 1] = row[2 * kk + 1];
                 }
             }
-            // The error of the screen against the float32 scores, for a unit query (|q| = 1):
-            //   |scale·s_i − a_i| <= |scale·s_i − q·(scale v_i)| + |q·(scale v_i − h_i)|
-            //                        + |q·h_i − a_i|
-            //                     <= γ_f |scale v_i| + |scale v_i − h_i| + γ_f |h_i|,
-            // by Cauchy-Schwarz and the error of any f-term float32 sum (with or without FMA),
-            // γ_f = f u / (1 − f u), u = 2^-24; h_i are the float16 values (exact in float32).
-            let u = 2.0f64.powi(-24);
-            let fu = f as f64 * u;
-            if fu >= 0.5 {
-                return None;
-            }
-            let gamma = fu / (1.0 - fu);
-            let mut bound = 0.0f64;
-            let mut half = [0.0f32; NR];
-            for p in 0..np {
-                let (mut d2, mut x2, mut h2) = ([0.0f64; NR], [0.0f64; NR], [0.0f64; NR]);
-                for k in 0..f {
-                    let src = &panels[(p * f + k) * NR..(p * f + k + 1) * NR];
-                    for h in 0..2 {
-                        // SAFETY: 8 half floats in, 8 floats out.
-                        let x = _mm_loadu_si128(src.as_ptr().add(8 * h) as *const __m128i);
-                        _mm256_storeu_ps(half.as_mut_ptr().add(8 * h), _mm256_cvtph_ps(x));
-                    }
-                    for l in 0..NR {
-                        let i = p * NR + l;
-                        if i >= n_items {
-                            break;
-                        }
-                        let x = items[i * f + k] as f64 * scale;
-                        let hv = half[l] as f64;
-                        if !hv.is_finite() {
-                            return None;
-                        }
-                        d2[l] += (x - hv) * (x - hv);
-                        x2[l] += x * x;
-                        h2[l] += hv * hv;
-                    }
-                }
-                for l in 0..NR {
-                    let b = d2[l].sqrt() + gamma * (x2[l].sqrt() + h2[l].sqrt());
-                    bound = bound.max(b);
-                }
-            }
-            // A margin for the rounding of this very computation (f64, relative 1e-12 at most).
-            let bound = bound * (1.0 + 1e-9) + f64::MIN_POSITIVE;
-            bound.is_finite().then_some(Self { panels, bound })
+            // A margin for the float64 rounding of these sums (relative 1e-12 at most).
+            let (d_max, n_max) = (d_max * (1.0 + 1e-9), n_max * (1.0 + 1e-9));
+            (d_max.is_finite() && n_max.is_finite()).then_some(Self {
+                panels,
+                inv,
+                fp,
+                d_max,
+                n_max,
+            })
         }
     }
 
@@ -1015,20 +967,25 @@ mod fused {
         }
     }
 
-    /// The candidates of one query row `q` (`1 x f`) found through the float16 screen, with
-    /// their exact scores, put in `sel.buf`: the row's top `n` is the top `n` of them, exactly
-    /// the fused kernel's answer (same scores, same ties). Returns false when the screen could
-    /// not narrow the row down (then `sel` holds garbage and the caller runs the exact scan).
+    /// The candidates of one query row `q` (`1 x f`) found through the int8 screen, with their
+    /// exact scores, put in `sel.buf`: the row's top `n` is the top `n` of them, exactly the
+    /// fused kernel's answer (same scores, same ties). Returns false when the screen could not
+    /// narrow the row down (then `sel` holds garbage and the caller runs the exact scan).
     ///
-    /// With `E = |q| · half.bound`, every screen value is within `E` of its (scaled) exact
-    /// score. If `a_n` is the n-th best screen value among the admitted items, the n-th best
-    /// exact score is at least `a_n − E`, so an item of the top n has `a_i >= a_n − 2E`: the
-    /// screen keeps every admitted item with `a_i >= a_n − 2E` (`a_n` only rises during the
-    /// scan, so the running limit is conservative) and re-scores exactly those.
+    /// The query is rounded to int16, `q' = round(t q)` with `t = 32767 / max|q_k|`; the screen
+    /// value of item `i` is `a_i = fl(fl(q'·v'_i) · inv_i)` (the int32 dot product is exact),
+    /// an estimate of `t · s_i` where `s_i` is the fused kernel's float32 score. With
+    /// `e = |q − q'/t|`, `|q'/t| <= |q| + e` and Cauchy-Schwarz,
+    /// `|t s_i − a_i| <= t E`, `E = e N + (|q| + e) D + γ_f |q| N + 2^-21 (|q| + e)(N + D)`
+    /// (`N`, `D`: the largest item norm and quantisation error, `γ_f = f u / (1 − f u)` the
+    /// float32 kernel's rounding, the last term the two float32 roundings of `a_i`). If `a_n` is
+    /// the n-th best screen value among the admitted items, an item of the exact top n has
+    /// `a_i >= a_n − 2 t E`: the screen keeps every admitted item above that limit (`a_n` only
+    /// rises during the scan, so the running limit is conservative) and re-scores exactly those.
     #[allow(clippy::too_many_arguments)]
     pub(super) fn screen(
         q: &[f32],
-        half: &Half,
+        quant: &Quant,
         packed: &[f32],
         n_items: usize,
         f: usize,
@@ -1036,17 +993,41 @@ mod fused {
         n: usize,
         flt: Items<'_>,
     ) -> bool {
-        let np = n_items.div_ceil(NR);
-        if !half_available()
+        let np = n_items.div_ceil(NQ);
+        let fp = quant.fp;
+        if !screen_available()
             || q.len() != f
-            || half.panels.len() != np * f * NR
-            || packed.len() != np * f * NR
+            || fp != f + f % 2
+            || quant.panels.len() != np * fp * NQ
+            || quant.inv.len() != np * NQ
+            || packed.len() != n_items.div_ceil(NR) * f * NR
             || n == 0
         {
             return false;
         }
-        let qn = q.iter().map(|&v| v as f64 * v as f64).sum::<f64>().sqrt();
-        let band = 2.0 * qn * half.bound * (1.0 + 1e-9);
+        let qmax = q.iter().fold(0.0f32, |a, &x| a.max(x.abs())) as f64;
+        if qmax == 0.0 {
+            return false;
+        }
+        let t = 32767.0 / qmax;
+        let mut pairs = vec![0i32; fp / 2];
+        let (mut e2, mut q2) = (0.0f64, 0.0f64);
+        for (k, &x) in q.iter().enumerate() {
+            let r = (x as f64 * t).round().clamp(-32767.0, 32767.0);
+            let e = x as f64 - r / t;
+            e2 += e * e;
+            q2 += x as f64 * x as f64;
+            let half = (r as i16 as u16 as i32) << (16 * (k % 2));
+            pairs[k / 2] |= half;
+        }
+        let (e, qn) = (e2.sqrt() * (1.0 + 1e-9), q2.sqrt() * (1.0 + 1e-9));
+        let u = 2.0f64.powi(-24);
+        let fu = f as f64 * u;
+        let gamma = fu / (1.0 - fu);
+        let (nn, dd) = (quant.n_max, quant.d_max);
+        let err =
+            e * nn + (qn + e) * dd + gamma * qn * nn + 2.0f64.powi(-21) * (qn + e) * (nn + dd);
+        let band = 2.0 * t * err * (1.0 + 1e-6);
         if !band.is_finite() || band > f32::MAX as f64 / 4.0 {
             return false;
         }
@@ -1055,12 +1036,16 @@ mod fused {
         let limit = (64 * n).max(4096).min(n_items);
         #[cfg(target_arch = "x86_64")]
         {
-            // SAFETY: half_available() checked AVX2, FMA and F16C; lengths were checked above.
-            unsafe { screen_f16c(q, half, packed, n_items, f, sel, n, flt, band, limit) }
+            // SAFETY: screen_available() checked AVX2 and FMA; lengths were checked above.
+            unsafe {
+                screen_avx2(
+                    q, &pairs, quant, packed, n_items, f, sel, n, flt, band, limit,
+                )
+            }
         }
         #[cfg(not(target_arch = "x86_64"))]
         {
-            let _ = (sel, flt, band, limit);
+            let _ = (sel, flt, band, limit, pairs);
             false
         }
     }
@@ -1081,47 +1066,40 @@ mod fused {
         lim
     }
 
-    /// Screen values of panels `p0..p0 + P` for the query at `qp` (`f` values): `2 P` vectors
-    /// of 8 lanes, each lane a sequential FMA chain over `k` of the float16 values.
+    /// Exact int32 dot products of the query pairs with panels `p0..p0 + P`: one 8-lane
+    /// accumulator per panel.
     ///
     /// # Safety
-    /// AVX2, FMA and F16C; panels `p0..p0 + P` lie inside the float16 panels at `hp`.
+    /// AVX2; panels `p0..p0 + P` lie inside the int8 panels at `base` (`fp / 2` pairs each).
     #[cfg(target_arch = "x86_64")]
-    #[target_feature(enable = "avx2,fma,f16c")]
+    #[target_feature(enable = "avx2,fma")]
     #[inline]
     unsafe fn screen_panels<const P: usize>(
-        qp: *const f32,
-        hp: *const u16,
-        f: usize,
+        pairs: &[i32],
+        base: *const i8,
         p0: usize,
-    ) -> [std::arch::x86_64::__m256; 8] {
+    ) -> [std::arch::x86_64::__m256i; 4] {
         use std::arch::x86_64::*;
-        let mut lo = [_mm256_setzero_ps(); P];
-        let mut hi = [_mm256_setzero_ps(); P];
-        for k in 0..f {
-            let a = _mm256_broadcast_ss(&*qp.add(k));
-            for j in 0..P {
-                let src = hp.add(((p0 + j) * f + k) * NR);
-                let b0 = _mm256_cvtph_ps(_mm_loadu_si128(src as *const __m128i));
-                let b1 = _mm256_cvtph_ps(_mm_loadu_si128(src.add(8) as *const __m128i));
-                lo[j] = _mm256_fmadd_ps(a, b0, lo[j]);
-                hi[j] = _mm256_fmadd_ps(a, b1, hi[j]);
+        let kp = pairs.len();
+        let mut acc = [_mm256_setzero_si256(); 4];
+        for (kk, &pr) in pairs.iter().enumerate() {
+            let qv = _mm256_set1_epi32(pr);
+            for (j, a) in acc.iter_mut().enumerate().take(P) {
+                let src = base.add(((p0 + j) * kp + kk) * NQ * 2);
+                let x = _mm256_cvtepi8_epi16(_mm_loadu_si128(src as *const __m128i));
+                *a = _mm256_add_epi32(*a, _mm256_madd_epi16(x, qv));
             }
         }
-        let mut out = [_mm256_setzero_ps(); 8];
-        for j in 0..P.min(4) {
-            out[2 * j] = lo[j];
-            out[2 * j + 1] = hi[j];
-        }
-        out
+        acc
     }
 
     #[cfg(target_arch = "x86_64")]
-    #[target_feature(enable = "avx2,fma,f16c")]
+    #[target_feature(enable = "avx2,fma")]
     #[allow(clippy::too_many_arguments)]
-    unsafe fn screen_f16c(
+    unsafe fn screen_avx2(
         q: &[f32],
-        half: &Half,
+        pairs: &[i32],
+        quant: &Quant,
         packed: &[f32],
         n_items: usize,
         f: usize,
@@ -1132,54 +1110,48 @@ mod fused {
         limit: usize,
     ) -> bool {
         use std::arch::x86_64::*;
-        /// Panels scored at once: 8 independent FMA chains hide the FMA latency.
+        /// Panels scored at once (independent accumulators, overlapping loads).
         const G: usize = 4;
-        let np = n_items.div_ceil(NR);
-        let qp = q.as_ptr();
-        let hp = half.panels.as_ptr();
+        let np = n_items.div_ceil(NQ);
+        let base = quant.panels.as_ptr();
         let mut cap = (2 * n).max(256);
         let mut buf: Vec<(f32, u32)> = Vec::with_capacity(cap);
         let mut thr = f32::NEG_INFINITY;
-        let mut lanes = [0.0f32; NR * G];
+        let mut lanes = [0.0f32; NQ];
         let mut p0 = 0;
         while p0 < np {
             let g = G.min(np - p0);
-            let acc = if g == G {
-                screen_panels::<G>(qp, hp, f, p0)
-            } else {
-                let mut acc = [_mm256_setzero_ps(); 2 * G];
-                for j in 0..g {
-                    let one = screen_panels::<1>(qp, hp, f, p0 + j);
-                    acc[2 * j] = one[0];
-                    acc[2 * j + 1] = one[1];
-                }
-                acc
+            let acc = match g {
+                4 => screen_panels::<4>(pairs, base, p0),
+                3 => screen_panels::<3>(pairs, base, p0),
+                2 => screen_panels::<2>(pairs, base, p0),
+                _ => screen_panels::<1>(pairs, base, p0),
             };
             let t = _mm256_set1_ps(thr);
-            for j in 0..g {
-                let base = (p0 + j) * NR;
-                let valid: u32 = if base + NR <= n_items {
-                    0xFFFF
+            for (j, a) in acc.iter().enumerate().take(g) {
+                let first = (p0 + j) * NQ;
+                // SAFETY: inv holds np * NQ values.
+                let inv = _mm256_loadu_ps(quant.inv.as_ptr().add(first));
+                let v = _mm256_mul_ps(_mm256_cvtepi32_ps(*a), inv);
+                let valid: u32 = if first + NQ <= n_items {
+                    0xFF
                 } else {
-                    (1u32 << (n_items - base)) - 1
+                    (1u32 << (n_items - first)) - 1
                 };
-                let m_lo = _mm256_movemask_ps(_mm256_cmp_ps::<_CMP_GT_OQ>(acc[2 * j], t)) as u32;
-                let m_hi =
-                    _mm256_movemask_ps(_mm256_cmp_ps::<_CMP_GT_OQ>(acc[2 * j + 1], t)) as u32;
-                let mut mask = (m_lo | (m_hi << 8)) & valid;
+                let mut mask =
+                    (_mm256_movemask_ps(_mm256_cmp_ps::<_CMP_GT_OQ>(v, t)) as u32) & valid;
                 if mask == 0 {
                     continue;
                 }
-                _mm256_storeu_ps(lanes.as_mut_ptr().add(NR * j), acc[2 * j]);
-                _mm256_storeu_ps(lanes.as_mut_ptr().add(NR * j + 8), acc[2 * j + 1]);
+                _mm256_storeu_ps(lanes.as_mut_ptr(), v);
                 while mask != 0 {
                     let lane = mask.trailing_zeros() as usize;
                     mask &= mask - 1;
-                    let a = lanes[NR * j + lane];
+                    let a = lanes[lane];
                     if a <= thr {
                         continue;
                     }
-                    let pos = (base + lane) as u32;
+                    let pos = (first + lane) as u32;
                     if flt.admit(pos).is_some_and(|i| !sel.excluded(i)) {
                         buf.push((a, pos));
                         if buf.len() >= cap {
@@ -1198,6 +1170,7 @@ mod fused {
         }
         prune(&mut buf, n, band);
         // Exact re-score: the fused kernel's chain, fma(q_k, v_k, acc) for k = 0..f from 0.
+        let qp = q.as_ptr();
         sel.buf.clear();
         for &(_, pos) in &buf {
             let pos = pos as usize;
@@ -1299,7 +1272,7 @@ mod tests {
         if fused::available() {
             p.push(Path::Fused);
         }
-        if fused::half_available() {
+        if fused::screen_available() {
             p.push(Path::Screened);
         }
         p
@@ -1598,7 +1571,7 @@ mod tests {
 
     #[test]
     fn screen_equals_the_fused_scores_bit_for_bit() {
-        if !fused::half_available() {
+        if !fused::screen_available() {
             return;
         }
         let mut rng = Rng(99);
@@ -1610,7 +1583,7 @@ mod tests {
             // fall back to the exact scan); either way the answer is the exact one.
             (2, 3000, 32, 10, 1e-4),
             (1, 100, 5, 200, 0.0),
-            // Tiny and large values (float16 subnormal / scaled range).
+            // Tiny and large values (the per-item scales).
             (2, 1000, 12, 7, 1e-6),
             (2, 1000, 12, 7, 3e4),
         ] {
@@ -1660,5 +1633,56 @@ mod tests {
         }
         let bad = [true; 3];
         assert!(topk_prepared(&prep, &[0.0; 6], 1, 2, None, Some(&bad)).is_err());
+    }
+
+    #[test]
+    fn the_screen_narrows_random_rows_down() {
+        if !fused::screen_available() {
+            return;
+        }
+        let mut rng = Rng(17);
+        let (n_items, f, n) = (20_000, 64, 10);
+        let v: Vec<f32> = (0..n_items * f).map(|_| rng.unif()).collect();
+        let prep = Prepared::new(&v, n_items, f, true).unwrap();
+        assert!(prep.screens());
+        let quant = prep.half.as_ref().unwrap();
+        for _ in 0..5 {
+            let q: Vec<f32> = (0..f).map(|_| rng.unif()).collect();
+            let mut sel = Selection::new(n + 64);
+            assert!(fused::screen(
+                &q,
+                quant,
+                &prep.packed,
+                n_items,
+                f,
+                &mut sel,
+                n,
+                Items::All
+            ));
+            // A handful of candidates to re-score, not thousands.
+            assert!(
+                sel.buf.len() >= n && sel.buf.len() < 500,
+                "{}",
+                sel.buf.len()
+            );
+        }
+        // Equal items cannot be separated: the screen gives up, the exact scan answers.
+        let same = vec![0.25f32; n_items * f];
+        let prep = Prepared::new(&same, n_items, f, true).unwrap();
+        let q = vec![0.5f32; f];
+        let mut sel = Selection::new(n + 64);
+        let quant = prep.half.as_ref().unwrap();
+        assert!(!fused::screen(
+            &q,
+            quant,
+            &prep.packed,
+            n_items,
+            f,
+            &mut sel,
+            n,
+            Items::All
+        ));
+        let got = topk_prepared(&prep, &q, 1, n, None, None).unwrap();
+        assert_eq!(got.indices, (0..n as i32).collect::<Vec<_>>());
     }
 }
