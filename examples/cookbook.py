@@ -232,7 +232,7 @@ queue = tiers.filter(tiers["potential"] == "High").join(user_factors_df, "user_i
 print(f"High-potential marketing queue: {queue.count():,} (customer, article) pairs")
 write_deltalake(
     str((OUT / "cross_sell_tiers_delta").resolve()),
-    tiers.toArrow(),
+    rusket.spark.to_arrow(tiers),
     mode="overwrite",
 )
 

@@ -8,7 +8,7 @@ from types import ModuleType
 _EXTRA_OF = {
     "pandas": "pandas",
     "polars": "polars",
-    "pyspark": "spark",
+    "pyspark": "spark-local",
     "plotly": "plot",
     "sklearn": "sklearn",
     "tqdm": "progress",
