@@ -62,3 +62,24 @@ def test_distributed_scoring_rejects_bad_arguments(spark, models):
         rspark.batch_recommend(models[0], n=3, num_partitions=0)
     with pytest.raises(rusket.NotFittedError):
         rspark.batch_recommend(rusket.ALS(), n=3)
+
+
+@pytest.mark.parametrize("which", [0, 1])
+def test_distributed_business_filters_equal_local(spark, models, which):
+    from rusket import spark as rspark
+
+    model = models[which]
+    labels = model.item_labels
+    candidates = list(labels[::3])  # a third of the catalogue "in stock"
+    banned = [labels[0], labels[6]]  # also candidates: the ban wins
+    dist = rspark.batch_recommend(
+        model, n=5, num_partitions=2, candidates=candidates, exclude_items=banned
+    )
+    local = model.batch_recommend(n=5, format="spark", candidates=candidates, exclude_items=banned)
+    rows = _rows(dist)
+    assert rows == _rows(local)
+    got = {r[2] for r in rows}
+    assert got <= set(candidates) - set(banned)
+    assert len(got) > 1
+    with pytest.raises(KeyError, match="exclude_items"):
+        rspark.batch_recommend(model, n=5, exclude_items=["no such article"])

@@ -57,8 +57,8 @@ def local_session(
     If a session is active (or a default one exists, as on Databricks or in a notebook that
     made one), it is returned **as is**: no argument is applied to it, so a cluster's settings
     are never changed. That includes a Spark Connect session (Databricks serverless), which has
-    no ``SparkContext``; nothing here needs one. Otherwise a new ``local[cores]`` session starts (about 10 s) with settings
-    for one machine:
+    no ``SparkContext``; nothing here needs one. Otherwise a new ``local[cores]`` session starts
+    (about 10 s) with settings for one machine:
 
     - Python workers run this interpreter: ``PYSPARK_PYTHON`` and ``PYSPARK_DRIVER_PYTHON`` are
       set to ``sys.executable`` unless already set (else ``mapInArrow`` may start a system
@@ -290,9 +290,11 @@ def _scorer(
     n: int,
     exclude_seen: bool,
     num_threads: int,
+    allowed: np.ndarray | None = None,
 ) -> Callable[[Iterator[pa.RecordBatch]], Iterator[pa.RecordBatch]]:
     """The function each Spark task runs (``mapInArrow``): batches of ``user_id, vector[, seen]``
-    in, top-``n`` rows out, scored by the Rust kernel with ``num_threads`` threads."""
+    in, top-``n`` rows out, scored by the Rust kernel with ``num_threads`` threads; ``allowed``
+    (one bool per item, or None) is the business filter mask."""
     items = np.ascontiguousarray(item_factors)
 
     def score(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
@@ -304,7 +306,9 @@ def _scorer(
             vec = batch.column("vector")
             query = np.asarray(vec.flatten().to_numpy(zero_copy_only=False), np.float32)
             query = np.ascontiguousarray(query.reshape(batch.num_rows, items.shape[1]))
-            kw = {}
+            kw: dict[str, Any] = {}
+            if allowed is not None:
+                kw["allowed"] = allowed
             if exclude_seen:
                 seen = batch.column("seen")
                 offsets = seen.offsets.to_numpy().astype(np.int64)
@@ -337,6 +341,8 @@ def batch_recommend(
     spark: Any = None,
     *,
     num_threads: int | None = None,
+    candidates: Any = None,
+    exclude_items: Any = None,
 ) -> Any:
     """Top-``n`` items for every user, computed by the Spark executors.
 
@@ -364,6 +370,11 @@ def batch_recommend(
         ``spark.task.cpus`` (1 unless set; read on the driver): the executors' cores are used,
         never oversubscribed. ``0`` uses every core of the executor in each task (only right
         when a task has the executor to itself).
+    candidates, exclude_items : sequence of item labels, optional
+        Business filters, as in ``model.batch_recommend``: only ``candidates`` may be
+        recommended (e.g. in stock), ``exclude_items`` never are. A user gets the best ``n`` of
+        what is allowed. Unknown labels raise ``KeyError``. The mask (one byte per item) ships
+        with the task.
 
     Notes
     -----
@@ -386,13 +397,18 @@ def batch_recommend(
     if num_threads is not None:
         check_threads(num_threads)
     state = model._fitted_state()  # one consistent model, even if it is refitted meanwhile
+    from rusket._model import _item_filter
+
+    allowed = _item_filter(state, candidates, exclude_items)
     table = _users_table(state, exclude_seen)
     spark = spark if spark is not None else get_spark()
     threads = _task_cpus(spark) if num_threads is None else num_threads
     parts = num_partitions or min(_default_parallelism(spark), max(table.num_rows, 1))
     users = arrow_to_spark(spark, table).repartition(parts)
     out_schema = _out_schema(state)
-    score = _scorer(state.item_factors, state.item_labels, out_schema, n, exclude_seen, threads)
+    score = _scorer(
+        state.item_factors, state.item_labels, out_schema, n, exclude_seen, threads, allowed
+    )
 
     ddl = ", ".join(f"{f.name} {_SPARK_DDL[f.type]}" for f in out_schema)
     return users.mapInArrow(score, ddl)
