@@ -39,9 +39,9 @@ stubtest: build
 # session and as a 3.5 Spark Connect client of a 4.x server started from the main venv.
 SPARK35 ?= .venv-spark35
 SPARK35_PY := $(SPARK35)/bin/python
-# Python 3.11, as on Databricks 15.4 LTS (PySpark 3.5 predates 3.12's removal of distutils).
+# Python 3.11 and pyarrow 14, as on Databricks 15.4 LTS (PySpark 3.5 predates 3.12's removal of distutils).
 SPARK35_BASE ?= $(shell command -v python3.11 || command -v python3)
-SPARK35_REQS := pyspark==3.5.* pandas==1.5.3 numpy==1.26.* pyarrow==16.* scipy<1.16 pytest>=8 \
+SPARK35_REQS := pyspark==3.5.* pandas==1.5.3 numpy==1.26.* pyarrow==14.* scipy<1.16 pytest>=8 \
 	grpcio>=1.56 grpcio-status>=1.56 googleapis-common-protos>=1.56.4 protobuf<5
 SPARK35_STAMP := $(SPARK35)/.installed-$(shell echo '$(SPARK35_REQS)' | cksum | cut -d' ' -f1)
 
@@ -53,7 +53,8 @@ $(SPARK35_STAMP):
 
 pytest-spark35: build $(SPARK35_STAMP)
 	PYTHONPATH=$(CURDIR)/python RUSKET_CONNECT_SERVER_PYTHON=$(abspath $(PY)) $(SPARK35_PY) -m \
-		pytest -q tests/test_spark_compat.py tests/test_spark_session.py tests/test_spark_connect.py
+		pytest -q tests/test_spark_compat.py tests/test_spark_session.py tests/test_spark_connect.py \
+		tests/test_spark_ingest.py
 
 cargo-test: $(STAMP)
 	cargo test --release -q

@@ -30,6 +30,11 @@ import scipy.sparse as sp
 from rusket._formats import spark_to_arrow
 
 
+def _never(_: Any) -> bool:
+    """Stands in for type predicates missing from older pyarrow (``is_string_view`` is 16+)."""
+    return False
+
+
 def _kind(data: Any) -> str:
     mod = type(data).__module__.split(".")[0]
     name = type(data).__name__
@@ -299,7 +304,7 @@ def _plain(col: pa.ChunkedArray) -> pa.ChunkedArray:
     """Decode dictionary columns and normalise string flavours to ``large_string``."""
     if pa.types.is_dictionary(col.type):
         col = col.cast(col.type.value_type)
-    if pa.types.is_string(col.type) or pa.types.is_string_view(col.type):
+    if pa.types.is_string(col.type) or getattr(pa.types, "is_string_view", _never)(col.type):
         col = col.cast(pa.large_string())
     return col
 

@@ -17,6 +17,9 @@ top-k kernel on every Arrow batch, with ``spark.task.cpus`` threads per task. Th
 schema of ``model.batch_recommend(format="spark")``: ``user_id, item_id, score, rank``. Works for
 every rusket model (ALS, Popularity): all of them score by the dot products of their factors.
 
+:func:`fit_als` trains on Spark's own engine (MLlib ALS, ``implicitPrefs=True``) when the
+training pairs do not fit on the driver, and returns a regular fitted :class:`rusket.ALS`.
+
 Needs PySpark (the runtime's, or the ``spark-local`` extra), and rusket installed on the
 executors (as on a Databricks cluster with the wheel attached).
 """
@@ -36,7 +39,10 @@ import pyarrow as pa
 
 from rusket._formats import _is_connect, arrow_to_spark, get_spark, spark_to_arrow
 from rusket._optional import require
+from rusket._spark_fit import fit_als
 from rusket._validation import MAX_THREADS, check_int, check_threads
+
+__all__ = ["batch_recommend", "fit_als", "from_arrow", "local_session", "to_arrow"]
 
 if TYPE_CHECKING:  # pragma: no cover
     from rusket._model import Recommender, _Fitted
