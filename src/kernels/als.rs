@@ -768,10 +768,20 @@ fn solve_auto(
     );
 }
 
-/// Whether `Solver::Auto` takes the `Z` path: it costs one `f x f` product over the other side
-/// (`Z`) plus two per-row `f x f` products for each long row (gemv speed, counted double),
-/// against two products over the whole target for the whitened `Cg`.
+/// Below this rank `Solver::Auto` is the whitened `Cg`: the `f x f` products are cheap there
+/// and the f64 Woodbury rows cost more than the few warm-started f32 CG steps they replace
+/// (measured on 100k x 20k x 1M, `bench_als.py --kernel-ab`: 0.92-0.94x at 64 factors,
+/// 1.1-1.3x at 128).
+const Z_MIN_RANK: usize = 96;
+
+/// Whether `Solver::Auto` takes the `Z` path: from rank `Z_MIN_RANK` on, when one `f x f`
+/// product over the other side (`Z`) plus two per-row `f x f` products for each long row
+/// (gemv speed, counted double) cost less than two products over the whole target (the
+/// whitened `Cg`).
 fn use_z(csr: &CsrView<'_>, f: usize) -> bool {
+    if f < Z_MIN_RANK {
+        return false;
+    }
     let short_max = short_row_limit(f);
     let n_target = csr.n_rows();
     let long = (0..n_target)
@@ -1130,20 +1140,21 @@ mod tests {
 
     #[test]
     fn the_z_path_matches_the_reference_solve() {
-        // Many users, a small catalogue: `Auto` takes the Z path (short rows by Woodbury, the
-        // rows of 4 and 6 items by CG, the row with a huge confidence exactly).
-        let (n_items, f) = (6, 4);
+        // Many users, a smaller catalogue: `Auto` takes the Z path (short rows by Woodbury, the
+        // rows of f - 1, f and f + 1 items by CG, the row with a huge confidence exactly).
+        let (n_items, f) = (100, Z_MIN_RANK);
         let mut seed = 5u64;
         let y: Vec<f32> = (0..n_items * f).map(|_| lcg(&mut seed)).collect();
         let mut indptr = vec![0i64];
         let mut indices = vec![];
         let mut data = vec![];
-        for u in 0..60usize {
+        for u in 0..300usize {
             let n = match u {
-                0 => 4,
-                1 => 6,
+                0 => f - 1,
+                1 => f,
                 2 => 3,
-                _ => u % 3,
+                3 => f + 1,
+                _ => u % 5,
             };
             for k in 0..n {
                 indices.push(((u + 2 * k) % n_items) as i32);
@@ -1157,9 +1168,9 @@ mod tests {
         }
         let csr = CsrView::new(&indptr, &indices, &data, n_items).unwrap();
         assert!(use_z(&csr, f));
-        let mut reference = vec![0.0f32; 60 * f];
+        let mut reference = vec![0.0f32; 300 * f];
         solve_side(&csr, &y, &mut reference, f, 0.2, Solver::Reference).unwrap();
-        let mut auto: Vec<f32> = (0..60 * f).map(|_| lcg(&mut seed)).collect();
+        let mut auto: Vec<f32> = (0..300 * f).map(|_| lcg(&mut seed)).collect();
         let solver = Solver::parse("cg", 40, 1e-9).unwrap();
         assert_eq!(
             solver,
