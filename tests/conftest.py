@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import json
 import os
 import socket
 import subprocess
@@ -22,6 +23,22 @@ def pytest_configure(config):
         config.addinivalue_line("filterwarnings", "ignore:unclosed <socket.socket:ResourceWarning")
 
 
+def _quiet_conf(home: str) -> dict[str, str]:
+    """The quick, quiet local settings of ../shared/ENVIRONMENT.md, with files under ``home``."""
+    return {
+        "spark.ui.enabled": "false",
+        "spark.ui.showConsoleProgress": "false",
+        "spark.sql.shuffle.partitions": "2",
+        "spark.default.parallelism": "2",
+        "spark.driver.memory": "1g",
+        "spark.sql.execution.arrow.pyspark.enabled": "true",
+        "spark.sql.warehouse.dir": f"{home}/warehouse",
+        "spark.driver.extraJavaOptions": (
+            f"-XX:TieredStopAtLevel=1 -XX:+UseSerialGC -Dderby.system.home={home}"
+        ),
+    }
+
+
 @pytest.fixture(scope="session")
 def spark(tmp_path_factory):
     """One quiet local SparkSession for the whole test run (start-up costs ~10 s)."""
@@ -30,22 +47,10 @@ def spark(tmp_path_factory):
     os.environ["PYSPARK_PYTHON"] = sys.executable
     os.environ["PYSPARK_DRIVER_PYTHON"] = sys.executable
     os.environ["SPARK_LOCAL_IP"] = "127.0.0.1"
-    session = (
-        pyspark_sql.SparkSession.builder.master("local[2]")
-        .appName("rusket-tests")
-        .config("spark.ui.enabled", "false")
-        .config("spark.ui.showConsoleProgress", "false")
-        .config("spark.sql.shuffle.partitions", "2")
-        .config("spark.default.parallelism", "2")
-        .config("spark.driver.memory", "1g")
-        .config("spark.sql.execution.arrow.pyspark.enabled", "true")
-        .config("spark.sql.warehouse.dir", str(tmp / "warehouse"))
-        .config(
-            "spark.driver.extraJavaOptions",
-            f"-XX:TieredStopAtLevel=1 -XX:+UseSerialGC -Dderby.system.home={tmp}",
-        )
-        .getOrCreate()
-    )
+    builder = pyspark_sql.SparkSession.builder.master("local[2]").appName("rusket-tests")
+    for key, value in _quiet_conf(str(tmp)).items():
+        builder = builder.config(key, value)
+    session = builder.getOrCreate()
     session.sparkContext.setLogLevel("ERROR")
     yield session
     session.stop()
@@ -55,30 +60,14 @@ def spark(tmp_path_factory):
 # the classic SparkContext that the `spark` fixture already holds (one per process).
 _CONNECT_SERVER = textwrap.dedent(
     """
+    import json
     import sys
     from pyspark.sql import SparkSession
 
-    port, home = sys.argv[1], sys.argv[2]
-    spark = (
-        SparkSession.builder.master("local[2]")
-        .appName("rusket-connect-server")
-        .config("spark.plugins", "org.apache.spark.sql.connect.SparkConnectPlugin")
-        .config("spark.connect.grpc.binding.address", "127.0.0.1")
-        .config("spark.connect.grpc.binding.port", port)
-        .config("spark.task.cpus", "2")
-        .config("spark.ui.enabled", "false")
-        .config("spark.ui.showConsoleProgress", "false")
-        .config("spark.sql.shuffle.partitions", "2")
-        .config("spark.default.parallelism", "2")
-        .config("spark.driver.memory", "1g")
-        .config("spark.sql.execution.arrow.pyspark.enabled", "true")
-        .config("spark.sql.warehouse.dir", home + "/warehouse")
-        .config(
-            "spark.driver.extraJavaOptions",
-            "-XX:TieredStopAtLevel=1 -XX:+UseSerialGC -Dderby.system.home=" + home,
-        )
-        .getOrCreate()
-    )
+    builder = SparkSession.builder.master("local[2]").appName("rusket-connect-server")
+    for key, value in json.loads(sys.argv[1]).items():
+        builder = builder.config(key, value)
+    spark = builder.getOrCreate()
     spark.sparkContext.setLogLevel("ERROR")
     print("ready", flush=True)
     sys.stdin.read()  # until the test session closes our stdin
@@ -108,12 +97,19 @@ def _connect_server(tmp_path_factory):
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
+    conf = {
+        "spark.plugins": "org.apache.spark.sql.connect.SparkConnectPlugin",
+        "spark.connect.grpc.binding.address": "127.0.0.1",
+        "spark.connect.grpc.binding.port": str(port),
+        "spark.task.cpus": "2",
+        **_quiet_conf(str(home)),
+    }
     env = dict(os.environ, PYSPARK_PYTHON=server_python, SPARK_LOCAL_IP="127.0.0.1")
     for var in ("SPARK_REMOTE", "SPARK_CONNECT_MODE_ENABLED", "SPARK_LOCAL_REMOTE"):
         env.pop(var, None)
     log = open(home / "server.log", "w")  # closed at teardown
     proc = subprocess.Popen(
-        [server_python, "-c", _CONNECT_SERVER, str(port), str(home)],
+        [server_python, "-c", _CONNECT_SERVER, json.dumps(conf)],
         stdin=subprocess.PIPE,
         stdout=subprocess.PIPE,
         stderr=log,

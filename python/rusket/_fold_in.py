@@ -369,7 +369,7 @@ def partial_fit(
     rating_col: Any,
     sweeps: int | None,
 ) -> ALS:
-    from rusket.als import _csr_arrays, _initial_factors, _penalty
+    from rusket.als import _csr_arrays, _initial_factors, _penalty, _solve_kwargs
 
     p = model._checked_params()
     state: _Fitted | None = model.__dict__.get("_state")
@@ -452,13 +452,7 @@ def partial_fit(
         items[:n_old_i] = state.item_factors
 
     lam = _penalty(p["regularization"], conf)
-    kw = {
-        "regularization": lam,
-        "solver": p["solver"],
-        "cg_steps": p["cg_steps"],
-        "tol": p["cg_tol"],
-        "num_threads": p["num_threads"],
-    }
+    kw = _solve_kwargs(p, lam)
     touched_u = np.unique(urows)
     touched_i = np.unique(icols)
     sub_u = _csr_arrays(conf_u[touched_u])

@@ -1030,14 +1030,7 @@ class FactorModel(Recommender):
         >>> "a" in als.similar_items("a", n=2)[0].tolist()
         False
         """
-        state = self._fitted_state()
-        n = check_int("n", n, minimum=1)
-        cols = _one_label(state.item_index(), item, "similar_items", "one call per item")
-        unit = state.unit_items()
-        itself = (np.array([0, 1], dtype=np.int64), cols.astype(np.int32))
-        idx, scores = self._topk(unit[cols], unit, n, itself, index=state.topk_index("unit_items"))
-        keep = idx[0] >= 0
-        return state.item_labels[idx[0][keep]], scores[0][keep]
+        return self._similar("items", item, n)
 
     def similar_users(self, user: Any, n: int = 10) -> tuple[np.ndarray, np.ndarray]:
         """The ``n`` users closest to ``user`` by cosine similarity of their latent vectors
@@ -1056,14 +1049,24 @@ class FactorModel(Recommender):
         >>> als.similar_users("x", n=1)[0].tolist()
         ['y']
         """
+        return self._similar("users", user, n)
+
+    def _similar(self, side: str, key: Any, n: int) -> tuple[np.ndarray, np.ndarray]:
+        """Cosine neighbours of one user or item (``side`` "users" / "items"), itself excluded."""
         state = self._fitted_state()
         n = check_int("n", n, minimum=1)
-        rows = _one_label(state.user_index(), user, "similar_users", "one call per user")
-        unit = state.unit_users()
+        index, labels, unit = (
+            (state.item_index(), state.item_labels, state.unit_items())
+            if side == "items"
+            else (state.user_index(), state.user_labels, state.unit_users())
+        )
+        what = side[:-1]
+        rows = _one_label(index, key, f"similar_{side}", f"one call per {what}")
         itself = (np.array([0, 1], dtype=np.int64), rows.astype(np.int32))
-        idx, scores = self._topk(unit[rows], unit, n, itself, index=state.topk_index("unit_users"))
+        prepared = state.topk_index(f"unit_{side}")
+        idx, scores = self._topk(unit[rows], unit, n, itself, index=prepared)
         keep = idx[0] >= 0
-        return state.user_labels[idx[0][keep]], scores[0][keep]
+        return labels[idx[0][keep]], scores[0][keep]
 
     # --- exports -----------------------------------------------------------------------------
 

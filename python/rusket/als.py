@@ -267,13 +267,7 @@ class ALS(FactorModel):
         # Small random start; the first half-sweep solves the users against these items.
         users = _initial_factors(rng, n_users, f)
         items = _initial_factors(rng, n_items, f)
-        kw = {
-            "regularization": lam,
-            "solver": p["solver"],
-            "cg_steps": p["cg_steps"],
-            "tol": p["cg_tol"],
-            "num_threads": p["num_threads"],
-        }
+        kw = _solve_kwargs(p, lam)
         bar = None
         if self.progress:
             tqdm = require("tqdm")
@@ -599,6 +593,17 @@ def _penalty(regularization: float | str, confidences: np.ndarray) -> float:
         mean = float(np.mean(confidences, dtype=np.float64)) if len(confidences) else 1.0
         return AUTO_PENALTY * mean
     return float(regularization)
+
+
+def _solve_kwargs(p: dict[str, Any], lam: float) -> dict[str, Any]:
+    """The keyword arguments of ``_core.als_solve_side`` for checked parameters ``p``."""
+    return {
+        "regularization": lam,
+        "solver": p["solver"],
+        "cg_steps": p["cg_steps"],
+        "tol": p["cg_tol"],
+        "num_threads": p["num_threads"],
+    }
 
 
 def _initial_factors(rng: np.random.Generator, n_rows: int, f: int) -> np.ndarray:
