@@ -8,10 +8,10 @@ use pyo3::prelude::*;
 use super::{slice1, slice2};
 use crate::kernels::csr::CsrView;
 use crate::kernels::pool::{check_threads, with_threads};
+use crate::kernels::topk::{topk, topk_prepared, Prepared};
 
 /// Query rows up to which `TopKIndex.topk` runs on the calling thread (one block of the kernel).
 const SMALL_QUERY: usize = 4;
-use crate::kernels::topk::{topk, topk_prepared, Prepared};
 
 /// `slice2` for a C-ordered array only: `as_slice` also accepts Fortran-ordered arrays, whose
 /// memory would be read transposed.
@@ -48,30 +48,27 @@ fn topk_py<'py>(
     allowed: Option<PyReadonlyArray1<'py, bool>>,
     num_threads: usize,
 ) -> PyResult<TopKArrays<'py>> {
-    let n = check_n(n)?;
-    let (q, m, fq) = c_slice2(&query, "query")?;
     let (v, n_items, f) = c_slice2(&items, "items")?;
-    if fq != f {
-        return Err(PyValueError::new_err(format!(
-            "query has {fq} factors but items have {f}; both need the same number of columns"
-        )));
-    }
-    let exclude = exclude_view(&exclude_indptr, &exclude_indices, n_items)?;
-    let allowed = match &allowed {
-        Some(a) => Some(slice1(a, "allowed")?),
-        None => None,
-    };
+    let r = Request::check(
+        &query,
+        n,
+        n_items,
+        f,
+        &exclude_indptr,
+        &exclude_indices,
+        &allowed,
+    )?;
     let res = py.detach(|| {
         with_threads(num_threads, || {
-            if allowed.is_none() {
-                topk(q, m, v, n_items, f, n, exclude.as_ref())
+            if r.allowed.is_none() {
+                topk(r.q, r.m, v, n_items, f, r.n, r.exclude.as_ref())
             } else {
                 let prep = Prepared::new(v, n_items, f, false)?;
-                topk_prepared(&prep, q, m, n, exclude.as_ref(), allowed)
+                topk_prepared(&prep, r.q, r.m, r.n, r.exclude.as_ref(), r.allowed)
             }
         })
     })??;
-    arrays(py, m, res)
+    arrays(py, r.m, res)
 }
 
 /// Item factors prepared once for many top-k calls (checked, packed for the scoring loop, and a
@@ -125,33 +122,71 @@ impl TopKIndex {
         allowed: Option<PyReadonlyArray1<'py, bool>>,
         num_threads: usize,
     ) -> PyResult<TopKArrays<'py>> {
-        let n = check_n(n)?;
-        let (q, m, fq) = c_slice2(&query, "query")?;
-        let (n_items, f) = (self.prep.n_items(), self.prep.factors());
-        if fq != f {
-            return Err(PyValueError::new_err(format!(
-                "query has {fq} factors but the items have {f}; both need the same number of \
-                 columns"
-            )));
-        }
-        let exclude = exclude_view(&exclude_indptr, &exclude_indices, n_items)?;
-        let allowed = match &allowed {
-            Some(a) => Some(slice1(a, "allowed")?),
-            None => None,
-        };
         let prep = &self.prep;
-        let res = if m <= SMALL_QUERY {
+        let r = Request::check(
+            &query,
+            n,
+            prep.n_items(),
+            prep.factors(),
+            &exclude_indptr,
+            &exclude_indices,
+            &allowed,
+        )?;
+        let res = if r.m <= SMALL_QUERY {
             // A few rows run on this thread: handing them to a pool costs more than they do.
             check_threads(num_threads)?;
-            py.detach(|| topk_prepared(prep, q, m, n, exclude.as_ref(), allowed))?
+            py.detach(|| topk_prepared(prep, r.q, r.m, r.n, r.exclude.as_ref(), r.allowed))?
         } else {
             py.detach(|| {
                 with_threads(num_threads, || {
-                    topk_prepared(prep, q, m, n, exclude.as_ref(), allowed)
+                    topk_prepared(prep, r.q, r.m, r.n, r.exclude.as_ref(), r.allowed)
                 })
             })??
         };
-        arrays(py, m, res)
+        arrays(py, r.m, res)
+    }
+}
+
+/// The checked arguments of one top-k call, shared by `topk` and `TopKIndex.topk`.
+struct Request<'a> {
+    n: usize,
+    q: &'a [f32],
+    m: usize,
+    exclude: Option<CsrView<'a>>,
+    allowed: Option<&'a [bool]>,
+}
+
+impl<'a> Request<'a> {
+    /// Checks `n`, the query's shape against items of `f` factors, the exclusion CSR against
+    /// `n_items` (the kernel checks `allowed`'s length).
+    fn check(
+        query: &'a PyReadonlyArray2<'_, f32>,
+        n: i64,
+        n_items: usize,
+        f: usize,
+        exclude_indptr: &'a Option<PyReadonlyArray1<'_, i64>>,
+        exclude_indices: &'a Option<PyReadonlyArray1<'_, i32>>,
+        allowed: &'a Option<PyReadonlyArray1<'_, bool>>,
+    ) -> PyResult<Self> {
+        let n = check_n(n)?;
+        let (q, m, fq) = c_slice2(query, "query")?;
+        if fq != f {
+            return Err(PyValueError::new_err(format!(
+                "query has {fq} factors but items have {f}; both need the same number of columns"
+            )));
+        }
+        let exclude = exclude_view(exclude_indptr, exclude_indices, n_items)?;
+        let allowed = match allowed {
+            Some(a) => Some(slice1(a, "allowed")?),
+            None => None,
+        };
+        Ok(Self {
+            n,
+            q,
+            m,
+            exclude,
+            allowed,
+        })
     }
 }
 
