@@ -137,19 +137,60 @@ pub fn gramian(y: &[f32], f: usize) -> Vec<f64> {
     g
 }
 
-/// `out = a · m` for row-major `a` (`n x f`) and a row-major `f x f` matrix `m`, in parallel over
-/// fixed blocks of rows. `out` and `a` have the same shape; `a == None` means `out` itself (each
-/// block is copied aside first, so no second `n x f` buffer is needed).
-///
-/// `m` is triangular here, but faer's triangular products measured slower than the full ones
-/// on these shapes (2x for an upper triangular `m`), so the full product it is.
-fn times_square(a: Option<&[f32]>, m: &[f32], f: usize, out: &mut [f32]) {
+/// Which triangle of an `f x f` factor holds its non-zeros (see `times_square`).
+#[derive(Clone, Copy, PartialEq)]
+enum Triangle {
+    Lower,
+    Upper,
+}
+
+/// Below this width a triangular factor is multiplied as a full matrix: the half-size products
+/// of the split would no longer run at the full GEMM rate.
+const TRI_SPLIT_MIN: usize = 128;
+
+/// `dst (=|+=) lhs · m` for a triangular `m`, splitting `m` in 2 x 2 blocks recursively so that
+/// the zero block is skipped: one level does 3/4 of the full product's work, two levels 5/8.
+fn tri_matmul(
+    dst: MatMut<'_, f32>,
+    accum: Accum,
+    lhs: MatRef<'_, f32>,
+    m: MatRef<'_, f32>,
+    tri: Triangle,
+) {
+    let f = m.ncols();
+    if f < TRI_SPLIT_MIN {
+        matmul(dst, accum, lhs, m, 1.0f32, Par::Seq);
+        return;
+    }
+    let h = (f / 2).div_ceil(16) * 16;
+    let (mut d1, mut d2) = dst.split_at_col_mut(h);
+    let (a1, a2) = lhs.split_at_col(h);
+    let (m11, m12, m21, m22) = m.split_at(h, h);
+    tri_matmul(d1.as_mut(), accum, a1, m11, tri);
+    match tri {
+        // [d1 d2] = [a1 a2] [m11 0; m21 m22]
+        Triangle::Lower => {
+            matmul(d1.as_mut(), Accum::Add, a2, m21, 1.0f32, Par::Seq);
+            tri_matmul(d2.as_mut(), accum, a2, m22, tri);
+        }
+        // [d1 d2] = [a1 a2] [m11 m12; 0 m22]
+        Triangle::Upper => {
+            matmul(d2.as_mut(), accum, a1, m12, 1.0f32, Par::Seq);
+            tri_matmul(d2.as_mut(), Accum::Add, a2, m22, tri);
+        }
+    }
+}
+
+/// `out = a · m` for row-major `a` (`n x f`) and a row-major triangular `f x f` matrix `m`, in
+/// parallel over fixed blocks of rows. `out` and `a` have the same shape; `a == None` means
+/// `out` itself (each block is copied aside first, so no second `n x f` buffer is needed).
+fn times_square(a: Option<&[f32]>, m: &[f32], tri: Triangle, f: usize, out: &mut [f32]) {
     let rhs = MatRef::from_row_major_slice(m, f, f);
     let product = |o: &mut [f32], blk: &[f32]| {
         let rows = blk.len() / f;
         let lhs = MatRef::from_row_major_slice(blk, rows, f);
         let dst = MatMut::from_row_major_slice_mut(o, rows, f);
-        matmul(dst, Accum::Replace, lhs, rhs, 1.0f32, Par::Seq);
+        tri_matmul(dst, Accum::Replace, lhs, rhs, tri);
     };
     match a {
         Some(a) => out
@@ -198,8 +239,14 @@ pub fn solve_side(
             // Rows in the whitened space: ỹᵀ = yᵀ L⁻ᵀ and x̃ᵀ = xᵀ L (three products in all;
             // `target` is transformed in place).
             let mut whitened = vec![0.0f32; fixed.len()];
-            times_square(Some(fixed), &pre.inv_lower_t, f, &mut whitened);
-            times_square(None, &pre.lower, f, target);
+            times_square(
+                Some(fixed),
+                &pre.inv_lower_t,
+                Triangle::Upper,
+                f,
+                &mut whitened,
+            );
+            times_square(None, &pre.lower, Triangle::Lower, f, target);
             target.par_chunks_mut(f).enumerate().for_each_init(
                 || (CgScratch::new(f), ExactScratch::new(f)),
                 |(scratch, exact), (u, x)| {
@@ -230,13 +277,19 @@ pub fn solve_side(
                 },
             );
             // Back to the original space: xᵀ = x̃ᵀ L⁻¹.
-            times_square(None, &pre.inv_lower_t_t, f, target);
+            times_square(None, &pre.inv_lower_t_t, Triangle::Lower, f, target);
         }
         Solver::Cholesky => {
             check_confidences(csr.data)?;
             let pre = Preconditioner::new(&g64, regularization as f64, f)?;
             let mut whitened = vec![0.0f32; fixed.len()];
-            times_square(Some(fixed), &pre.inv_lower_t, f, &mut whitened);
+            times_square(
+                Some(fixed),
+                &pre.inv_lower_t,
+                Triangle::Upper,
+                f,
+                &mut whitened,
+            );
             target.par_chunks_mut(f).enumerate().for_each_init(
                 || ExactScratch::new(f),
                 |scratch, (u, x)| {
@@ -246,7 +299,7 @@ pub fn solve_side(
                     }
                 },
             );
-            times_square(None, &pre.inv_lower_t_t, f, target);
+            times_square(None, &pre.inv_lower_t_t, Triangle::Lower, f, target);
         }
         Solver::Reference => {
             target.par_chunks_mut(f).enumerate().for_each_init(
@@ -699,9 +752,6 @@ struct AutoCtx<'a> {
     whitened: &'a [f32],
     /// `Z = Y (YᵀY + λI)⁻¹ = W L⁻¹`: the rows are written in the original coordinates.
     z: &'a [f32],
-    /// `L` and `L⁻¹` (row-major), for the per-row warm start and way back of the CG rows.
-    lower: &'a [f32],
-    inv_lower: &'a [f32],
     short_max: usize,
     stop: Stop,
 }
@@ -710,24 +760,35 @@ struct AutoCtx<'a> {
 struct AutoScratch {
     cg: CgScratch,
     exact: ExactScratch,
-    /// One row in whitened coordinates (f32) and an f64 accumulator.
-    tmp: Vec<f32>,
-    acc: Vec<f64>,
-    /// The short row's whitened vectors in f64 (`n x f`), its `n x n` system and coefficients.
+    /// A short row's whitened vectors in f64 (`n` rows of `f` values, padded to a multiple of 8),
+    /// its `n x n` system and coefficients, and an f64 accumulator for the result.
     rows64: Vec<f64>,
     system: Vec<f64>,
     coef: Vec<f64>,
+    acc: Vec<f64>,
+}
+
+impl AutoScratch {
+    fn new(f: usize) -> Self {
+        Self {
+            cg: CgScratch::new(f),
+            exact: ExactScratch::new(f),
+            rows64: Vec::new(),
+            system: Vec::new(),
+            coef: Vec::new(),
+            acc: vec![0.0; f],
+        }
+    }
 }
 
 /// `Solver::Auto`'s half-step. Every row's system is solved in whitened coordinates (see
-/// `Preconditioner`) but, unlike `Cg`, the target is not transformed there and back in bulk
-/// unless that is the cheaper way:
+/// `Preconditioner`) but, unlike `Cg`, the target is not transformed there and back in bulk:
 /// * rows with at most `short_row_limit(f)` items (most rows at high rank) get the exact
-///   Woodbury solve, `x̃ = W_uᵀ w` with `n_u` coefficients `w` in f64; written out as
-///   `x = Z_uᵀ w` (no `f x f` work per row) when `Z` is cheaper than transforming the target
-///   back, i.e. when the other side has fewer rows;
-/// * longer rows run CG to tolerance from `x̃₀ = Lᵀ x₀` and are mapped back with `L⁻ᵀ` (per-row
-///   products, or the bulk products when most rows are long).
+///   Woodbury solve, `x̃ = W_uᵀ w` with `n_u` coefficients `w` in f64, written out as
+///   `x = Z_uᵀ w` (no `f x f` work per row);
+/// * the other rows ("long": CG to tolerance from the warm start `x̃₀ = Lᵀ x₀`, or the exact
+///   solve for huge confidences) are gathered, transformed to whitened coordinates and back
+///   with two products over those rows only, at the GEMM rate.
 fn solve_auto(
     csr: &CsrView<'_>,
     fixed: &[f32],
@@ -738,46 +799,83 @@ fn solve_auto(
     failures: &std::sync::atomic::AtomicUsize,
 ) {
     let mut whitened = vec![0.0f32; fixed.len()];
-    times_square(Some(fixed), &pre.inv_lower_t, f, &mut whitened);
+    times_square(
+        Some(fixed),
+        &pre.inv_lower_t,
+        Triangle::Upper,
+        f,
+        &mut whitened,
+    );
     let mut z = vec![0.0f32; fixed.len()];
-    times_square(Some(&whitened), &pre.inv_lower_t_t, f, &mut z);
+    times_square(
+        Some(&whitened),
+        &pre.inv_lower_t_t,
+        Triangle::Lower,
+        f,
+        &mut z,
+    );
     let ctx = AutoCtx {
         csr,
         whitened: &whitened,
         z: &z,
-        lower: &pre.lower,
-        inv_lower: &pre.inv_lower_t_t,
         short_max: short_row_limit(f),
         stop,
     };
+    // The rows solved in whitened coordinates (see `long_row_body`), in increasing order.
+    let long: Vec<usize> = (0..csr.n_rows())
+        .filter(|&u| {
+            let (start, end) = (csr.indptr[u] as usize, csr.indptr[u + 1] as usize);
+            match row_kind(&csr.data[start..end], ctx.short_max) {
+                RowKind::Cg => true,
+                RowKind::Exact => end - start >= f,
+                RowKind::Empty => false,
+            }
+        })
+        .collect();
+    // The long rows' warm starts, whitened: x̃₀ = Lᵀ x₀ (as rows: x̃₀ᵀ = x₀ᵀ L).
+    let mut gathered = vec![0.0f32; long.len() * f];
+    gathered
+        .par_chunks_mut(f)
+        .zip(long.par_iter())
+        .for_each(|(g, &u)| g.copy_from_slice(&target[u * f..(u + 1) * f]));
+    times_square(None, &pre.lower, Triangle::Lower, f, &mut gathered);
+    // Short and empty rows, in place in the original coordinates.
     target.par_chunks_mut(f).enumerate().for_each_init(
-        || AutoScratch {
-            cg: CgScratch::new(f),
-            exact: ExactScratch::new(f),
-            tmp: vec![0.0; f],
-            acc: vec![0.0; f],
-            rows64: Vec::new(),
-            system: Vec::new(),
-            coef: Vec::new(),
-        },
+        || AutoScratch::new(f),
         |scratch, (u, x)| {
-            if !auto_row(&ctx, u, x, scratch) {
+            if !short_row(&ctx, u, x, scratch) {
                 failures.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
             }
         },
     );
+    // Long rows in whitened coordinates, then back: xᵀ = x̃ᵀ L⁻¹.
+    gathered
+        .par_chunks_mut(f)
+        .zip(long.par_iter())
+        .for_each_init(
+            || AutoScratch::new(f),
+            |scratch, (xt, &u)| {
+                if !long_row(&ctx, u, xt, scratch) {
+                    failures.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                }
+            },
+        );
+    times_square(None, &pre.inv_lower_t_t, Triangle::Lower, f, &mut gathered);
+    for (&u, g) in long.iter().zip(gathered.chunks_exact(f)) {
+        target[u * f..(u + 1) * f].copy_from_slice(g);
+    }
 }
 
 /// Below this rank `Solver::Auto` is the whitened `Cg`: the `f x f` products are cheap there
-/// and the f64 Woodbury rows cost more than the few warm-started f32 CG steps they replace
-/// (measured on 100k x 20k x 1M, `bench_als.py --kernel-ab`: 0.92-0.94x at 64 factors,
-/// 1.1-1.3x at 128).
+/// and reading both `W` and `Z` rows costs more than it saves once they outgrow the cache.
+/// Measured per sweep (1 thread): on 100k x 20k x 1M (rows of ~8 items, 20k articles) the `Z`
+/// path was 1.09x / 1.11x / 1.06x / 1.14x faster at 32 / 64 / 128 / 256 factors, on 200k x 50k
+/// x 5M (rows of ~25 items, 50k articles) 0.94x / 0.92x at 32 / 64 and equal at 128.
 const Z_MIN_RANK: usize = 96;
 
 /// Whether `Solver::Auto` takes the `Z` path: from rank `Z_MIN_RANK` on, when one `f x f`
-/// product over the other side (`Z`) plus two per-row `f x f` products for each long row
-/// (gemv speed, counted double) cost less than two products over the whole target (the
-/// whitened `Cg`).
+/// product over the other side (`Z`) plus the two products over the long rows cost less than
+/// the two products over the whole target (the whitened `Cg`).
 fn use_z(csr: &CsrView<'_>, f: usize) -> bool {
     if f < Z_MIN_RANK {
         return false;
@@ -787,16 +885,17 @@ fn use_z(csr: &CsrView<'_>, f: usize) -> bool {
     let long = (0..n_target)
         .filter(|&u| (csr.indptr[u + 1] - csr.indptr[u]) as usize > short_max)
         .count();
-    csr.n_cols + 2 * long < n_target
+    csr.n_cols + 2 * long < 2 * n_target
 }
 
-multiversion!(fn auto_row(
+multiversion!(fn short_row(
     ctx: &AutoCtx<'_>, u: usize, x: &mut [f32], scratch: &mut AutoScratch,
-) -> bool => auto_row_body);
+) -> bool => short_row_body);
 
-/// One row of `solve_auto`; false when an exact solve met non-finite values.
+/// One short or empty row of `solve_auto`, in the original coordinates (long rows are left as
+/// they are); false when the exact solve met non-finite values.
 #[inline(always)]
-fn auto_row_body<S: Simd>(
+fn short_row_body<S: Simd>(
     ctx: &AutoCtx<'_>,
     u: usize,
     x: &mut [f32],
@@ -806,38 +905,49 @@ fn auto_row_body<S: Simd>(
     let csr = ctx.csr;
     let (start, end) = (csr.indptr[u] as usize, csr.indptr[u + 1] as usize);
     let (idx, conf) = (&csr.indices[start..end], &csr.data[start..end]);
-    let n = idx.len();
     match row_kind(conf, ctx.short_max) {
         RowKind::Empty => {
             x.iter_mut().for_each(|v| *v = 0.0);
             true
         }
-        RowKind::Exact if n < f => {
+        RowKind::Exact if idx.len() < f => {
             let ahead = &csr.indices
                 [end.min(csr.indices.len())..(end + PREFETCH_AHEAD).min(csr.indices.len())];
             woodbury_row::<S>(ctx, idx, conf, ahead, x, scratch)
         }
-        RowKind::Exact => {
-            let AutoScratch { exact, tmp, .. } = scratch;
-            if !exact_row_body::<S>(ctx.whitened, idx, conf, x, exact) {
-                return false;
-            }
-            // x = L⁻ᵀ x̃.
-            tmp.copy_from_slice(x);
-            x.iter_mut().for_each(|v| *v = 0.0);
-            S::gemv_t(ctx.inv_lower, f, tmp, x);
-            true
-        }
-        RowKind::Cg => {
-            let AutoScratch { cg, tmp, .. } = scratch;
-            // Warm start from x̃₀ = Lᵀ x₀, back with x = L⁻ᵀ x̃ (gemv_t computes y += Rᵀ t).
-            tmp.iter_mut().for_each(|v| *v = 0.0);
-            S::gemv_t(ctx.lower, f, x, tmp);
+        _ => true,
+    }
+}
+
+multiversion!(fn long_row(
+    ctx: &AutoCtx<'_>, u: usize, xt: &mut [f32], scratch: &mut AutoScratch,
+) -> bool => long_row_body);
+
+/// One long row of `solve_auto` in whitened coordinates: `xt` holds `x̃₀ = Lᵀ x₀` and gets `x̃`.
+#[inline(always)]
+fn long_row_body<S: Simd>(
+    ctx: &AutoCtx<'_>,
+    u: usize,
+    xt: &mut [f32],
+    scratch: &mut AutoScratch,
+) -> bool {
+    let csr = ctx.csr;
+    let (start, end) = (csr.indptr[u] as usize, csr.indptr[u + 1] as usize);
+    let (idx, conf) = (&csr.indices[start..end], &csr.data[start..end]);
+    match row_kind(conf, ctx.short_max) {
+        RowKind::Exact => exact_row_body::<S>(ctx.whitened, idx, conf, xt, &mut scratch.exact),
+        _ => {
             let ahead = &csr.indices
                 [end.min(csr.indices.len())..(end + PREFETCH_AHEAD).min(csr.indices.len())];
-            cg_row_body::<S>(ctx.whitened, idx, conf, ahead, tmp, ctx.stop, cg);
-            x.iter_mut().for_each(|v| *v = 0.0);
-            S::gemv_t(ctx.inv_lower, f, tmp, x);
+            cg_row_body::<S>(
+                ctx.whitened,
+                idx,
+                conf,
+                ahead,
+                xt,
+                ctx.stop,
+                &mut scratch.cg,
+            );
             true
         }
     }
@@ -863,6 +973,7 @@ fn woodbury_row<S: Simd>(
 ) -> bool {
     let f = x.len();
     let n = idx.len();
+    let sf = f.div_ceil(8) * 8;
     let AutoScratch {
         acc,
         rows64,
@@ -879,7 +990,8 @@ fn woodbury_row<S: Simd>(
     for &i in idx.iter().take(PREFETCH_AHEAD) {
         prefetch(i);
     }
-    rows64.resize(n * f, 0.0);
+    // The row's whitened vectors in f64, one per row of `sf` values (zero-padded).
+    rows64.resize(n * sf, 0.0);
     for (k, &i) in idx.iter().enumerate() {
         match idx.get(k + PREFETCH_AHEAD) {
             Some(&next) => prefetch(next),
@@ -889,19 +1001,20 @@ fn woodbury_row<S: Simd>(
                 }
             }
         }
-        for (d, &v) in rows64[k * f..(k + 1) * f].iter_mut().zip(w_of(i)) {
+        let dst = &mut rows64[k * sf..(k + 1) * sf];
+        for (d, &v) in dst.iter_mut().zip(w_of(i)) {
             *d = v as f64;
         }
+        dst[f..].iter_mut().for_each(|v| *v = 0.0);
     }
-    // K (lower triangle) and K c.
+    // K (lower triangle), then K c from it.
     system.resize(n * n, 0.0);
+    S::gram_lower_f64(rows64, n, sf, system, n);
+    coef.clear();
     coef.resize(n, 0.0);
-    coef.iter_mut().for_each(|v| *v = 0.0);
     for a in 0..n {
-        let ra = &rows64[a * f..(a + 1) * f];
         for b in 0..=a {
-            let kab = dense64::dot(ra, &rows64[b * f..(b + 1) * f]);
-            system[a * n + b] = kab;
+            let kab = system[a * n + b];
             coef[a] += kab * conf[b] as f64;
             if b < a {
                 coef[b] += kab * conf[a] as f64;
@@ -1182,6 +1295,45 @@ mod tests {
         solve_side(&csr, &y, &mut auto, f, 0.2, solver).unwrap();
         for (k, (a, r)) in auto.iter().zip(&reference).enumerate() {
             assert!((a - r).abs() < 1e-3 * (1.0 + r.abs()), "{k}: {a} vs {r}");
+        }
+    }
+
+    #[test]
+    fn triangular_products_match_the_full_product() {
+        let mut seed = 11u64;
+        for f in [5usize, 127, 128, 160, 300] {
+            let rows = 37;
+            let a: Vec<f32> = (0..rows * f).map(|_| lcg(&mut seed)).collect();
+            for tri in [Triangle::Lower, Triangle::Upper] {
+                let m: Vec<f32> = (0..f * f)
+                    .map(|k| {
+                        let (r, c) = (k / f, k % f);
+                        let inside = match tri {
+                            Triangle::Lower => c <= r,
+                            Triangle::Upper => c >= r,
+                        };
+                        if inside {
+                            lcg(&mut seed)
+                        } else {
+                            0.0
+                        }
+                    })
+                    .collect();
+                let mut out = vec![f32::NAN; rows * f];
+                times_square(Some(&a), &m, tri, f, &mut out);
+                let mut in_place = a.clone();
+                times_square(None, &m, tri, f, &mut in_place);
+                for r in 0..rows {
+                    for c in 0..f {
+                        let want: f64 = (0..f)
+                            .map(|k| a[r * f + k] as f64 * m[k * f + c] as f64)
+                            .sum();
+                        for got in [out[r * f + c], in_place[r * f + c]] {
+                            assert!((got as f64 - want).abs() < 1e-4 * (1.0 + want.abs()));
+                        }
+                    }
+                }
+            }
         }
     }
 

@@ -83,6 +83,8 @@ pub trait Simd {
     fn prefetch(v: &[f32]);
     /// The f64 symmetric rank-k update of [`crate::kernels::dense64::syrk_lower`].
     fn syrk_lower_f64(rows: &[f64], m: usize, stride: usize, out: &mut [f64]);
+    /// The f64 Gram matrix of a few rows, [`crate::kernels::dense64::gram_lower`].
+    fn gram_lower_f64(rows: &[f64], n: usize, stride: usize, out: &mut [f64], ld: usize);
 }
 
 /// Plain Rust, vectorised by LLVM for whatever the target baseline is.
@@ -110,6 +112,10 @@ impl Simd for Portable {
     #[inline(always)]
     fn syrk_lower_f64(rows: &[f64], m: usize, stride: usize, out: &mut [f64]) {
         crate::kernels::dense64::syrk_lower(rows, m, stride, out)
+    }
+    #[inline(always)]
+    fn gram_lower_f64(rows: &[f64], n: usize, stride: usize, out: &mut [f64], ld: usize) {
+        crate::kernels::dense64::gram_lower(rows, n, stride, out, ld)
     }
 }
 
@@ -334,6 +340,11 @@ impl Simd for Avx2 {
     fn syrk_lower_f64(rows: &[f64], m: usize, stride: usize, out: &mut [f64]) {
         // SAFETY: as above.
         unsafe { crate::kernels::dense64::avx2::syrk_lower(rows, m, stride, out) }
+    }
+    #[inline(always)]
+    fn gram_lower_f64(rows: &[f64], n: usize, stride: usize, out: &mut [f64], ld: usize) {
+        // SAFETY: as above.
+        unsafe { crate::kernels::dense64::avx2::gram_lower(rows, n, stride, out, ld) }
     }
 }
 
