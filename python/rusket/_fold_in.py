@@ -438,14 +438,14 @@ def partial_fit(
     conf_i = conf_u.T.tocsr()
     conf_i.sort_indices()
 
-    # Factors: the stored rows, then a small random start for the new rows (drawn like fit's,
-    # so a first partial_fit on an unfitted model is exactly fit).
+    # Factors: the stored rows, then fit's start for the new rows (new customers at zero, as
+    # they are solved first; new articles small and random, drawn like fit's), so a first
+    # partial_fit on an unfitted model is exactly fit.
     rng = np.random.default_rng(model.seed)
     n_old_u = 0 if state is None else len(state.user_labels)
     n_old_i = 0 if state is None else len(state.item_labels)
-    users = np.empty((n_users, f), dtype=np.float32)
+    users = np.zeros((n_users, f), dtype=np.float32)
     items = np.empty((n_items, f), dtype=np.float32)
-    users[n_old_u:] = _initial_factors(rng, n_users - n_old_u, f)
     items[n_old_i:] = _initial_factors(rng, n_items - n_old_i, f)
     if state is not None:
         users[:n_old_u] = state.user_factors

@@ -264,8 +264,9 @@ class ALS(FactorModel):
         lam = _penalty(p["regularization"], cu[2])
         n_users, n_items = ratings.shape
         rng = np.random.default_rng(self.seed)
-        # Small random start; the first half-sweep solves the users against these items.
-        users = _initial_factors(rng, n_users, f)
+        # Small random items; the first half-sweep solves the users against them, so the users
+        # start at zero (a random start there would only be overwritten, and costs time).
+        users = np.zeros((n_users, f), dtype=np.float32)
         items = _initial_factors(rng, n_items, f)
         kw = _solve_kwargs(p, lam)
         bar = None
