@@ -27,9 +27,10 @@ passes); ``nu = 0.5`` is in between. Variants (``--variants``, comma-separated):
 
 Every model has 32 factors, 10 iterations (users, then articles), the confidence
 ``c = 1 + 40 log(1 + amount)`` of rusket's defaults and rusket's start (``|N(0, 1)| * 0.01``
-from ``numpy.random.default_rng(seed)``, users first). Scoring is the same for all:
-``rusket.evaluation.evaluate(model, test, ..., k=10)`` (items bought in training are neither
-ranked nor relevant); the numpy factors are put into a ``rusket.ALS`` shell for it.
+for the articles from ``numpy.random.default_rng(seed)``; the customers are solved first).
+Scoring is the same for all: ``rusket.evaluation.evaluate(model, test, ..., k=10)`` (items
+bought in training are neither ranked nor relevant); the numpy factors are put into a
+``rusket.ALS`` shell for it.
 
 The per-row solver here is a slow numpy reference, not a proposal: the Rust solver takes one
 global penalty. It is exact (one dense f x f solve per row, batched) and is checked first
@@ -150,9 +151,8 @@ def fit(
     C: sp.csr_matrix, lam_u: np.ndarray, lam_i: np.ndarray, seed: int
 ) -> tuple[np.ndarray, np.ndarray]:
     """Users then items for ``ITERATIONS`` sweeps, from rusket's start for ``seed``."""
-    rng = np.random.default_rng(seed)
-    X = _initial_factors(rng, C.shape[0], FACTORS).astype(np.float64)
-    Y = _initial_factors(rng, C.shape[1], FACTORS).astype(np.float64)
+    # rusket's start: the articles drawn from the seed; the customers are solved from them first.
+    Y = _initial_factors(np.random.default_rng(seed), C.shape[1], FACTORS).astype(np.float64)
     Ct = C.T.tocsr()
     for _ in range(ITERATIONS):
         X = solve_side(C, Y, lam_u)
