@@ -34,7 +34,7 @@ def _takes_z_path(conf: sp.csr_matrix, f: int) -> bool:
         return False
     lengths = np.diff(conf.indptr)
     long = int((lengths > _short_max(f)).sum())
-    return conf.shape[1] + 2 * long < conf.shape[0]
+    return conf.shape[1] + 2 * long < 2 * conf.shape[0]
 
 
 def _rows_of_lengths(lengths, n_items, rng, scale=40.0, duplicates=False):

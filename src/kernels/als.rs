@@ -250,30 +250,20 @@ pub fn solve_side(
             target.par_chunks_mut(f).enumerate().for_each_init(
                 || (CgScratch::new(f), ExactScratch::new(f)),
                 |(scratch, exact), (u, x)| {
-                    let (start, end) = (csr.indptr[u] as usize, csr.indptr[u + 1] as usize);
+                    let (idx, conf) = csr.row(u);
                     // Rows with huge confidences are ill-conditioned for a few f32 CG steps:
                     // they get the exact f64 solve (rare: linear confidence on raw amounts).
-                    let conf = &csr.data[start..end];
                     if tol > 0.0
                         && conf.iter().any(|&c| c > EXACT_ABOVE)
                         && conf.iter().all(|&c| c.is_finite() && c >= 1.0)
                     {
-                        if !exact_row(&whitened, &csr.indices[start..end], conf, x, exact) {
+                        if !exact_row(&whitened, idx, conf, x, exact) {
                             failures.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                         }
                         return;
                     }
-                    let ahead = &csr.indices
-                        [end.min(csr.indices.len())..(end + PREFETCH_AHEAD).min(csr.indices.len())];
-                    cg_row(
-                        &whitened,
-                        &csr.indices[start..end],
-                        &csr.data[start..end],
-                        ahead,
-                        x,
-                        Stop { steps, tol },
-                        scratch,
-                    );
+                    let ahead = csr.following(u, PREFETCH_AHEAD);
+                    cg_row(&whitened, idx, conf, ahead, x, Stop { steps, tol }, scratch);
                 },
             );
             // Back to the original space: xᵀ = x̃ᵀ L⁻¹.
@@ -824,10 +814,10 @@ fn solve_auto(
     // The rows solved in whitened coordinates (see `long_row_body`), in increasing order.
     let long: Vec<usize> = (0..csr.n_rows())
         .filter(|&u| {
-            let (start, end) = (csr.indptr[u] as usize, csr.indptr[u + 1] as usize);
-            match row_kind(&csr.data[start..end], ctx.short_max) {
+            let (idx, conf) = csr.row(u);
+            match row_kind(conf, ctx.short_max) {
                 RowKind::Cg => true,
-                RowKind::Exact => end - start >= f,
+                RowKind::Exact => idx.len() >= f,
                 RowKind::Empty => false,
             }
         })
@@ -902,17 +892,14 @@ fn short_row_body<S: Simd>(
     scratch: &mut AutoScratch,
 ) -> bool {
     let f = x.len();
-    let csr = ctx.csr;
-    let (start, end) = (csr.indptr[u] as usize, csr.indptr[u + 1] as usize);
-    let (idx, conf) = (&csr.indices[start..end], &csr.data[start..end]);
+    let (idx, conf) = ctx.csr.row(u);
     match row_kind(conf, ctx.short_max) {
         RowKind::Empty => {
             x.iter_mut().for_each(|v| *v = 0.0);
             true
         }
         RowKind::Exact if idx.len() < f => {
-            let ahead = &csr.indices
-                [end.min(csr.indices.len())..(end + PREFETCH_AHEAD).min(csr.indices.len())];
+            let ahead = ctx.csr.following(u, PREFETCH_AHEAD);
             woodbury_row::<S>(ctx, idx, conf, ahead, x, scratch)
         }
         _ => true,
@@ -931,14 +918,11 @@ fn long_row_body<S: Simd>(
     xt: &mut [f32],
     scratch: &mut AutoScratch,
 ) -> bool {
-    let csr = ctx.csr;
-    let (start, end) = (csr.indptr[u] as usize, csr.indptr[u + 1] as usize);
-    let (idx, conf) = (&csr.indices[start..end], &csr.data[start..end]);
+    let (idx, conf) = ctx.csr.row(u);
     match row_kind(conf, ctx.short_max) {
         RowKind::Exact => exact_row_body::<S>(ctx.whitened, idx, conf, xt, &mut scratch.exact),
         _ => {
-            let ahead = &csr.indices
-                [end.min(csr.indices.len())..(end + PREFETCH_AHEAD).min(csr.indices.len())];
+            let ahead = ctx.csr.following(u, PREFETCH_AHEAD);
             cg_row_body::<S>(
                 ctx.whitened,
                 idx,

@@ -71,6 +71,14 @@ impl<'a> CsrView<'a> {
         };
         (&self.indices[a..b], vals)
     }
+
+    /// Up to `k` column indices stored right after row `row`'s (those of the next rows), for
+    /// prefetching their vectors while `row` is solved. `row` must be < `n_rows()`.
+    #[inline]
+    pub fn following(&self, row: usize, k: usize) -> &'a [i32] {
+        let end = (self.indptr[row + 1] as usize).min(self.indices.len());
+        &self.indices[end..(end + k).min(self.indices.len())]
+    }
 }
 
 #[cfg(test)]
