@@ -17,8 +17,9 @@ import pyarrow as pa
 import pytest
 
 import rusket
+import rusket._formats
 import rusket.spark
-from rusket._formats import _is_connect, arrow_to_spark, spark_to_arrow
+from rusket._formats import _is_connect, arrow_to_spark, session_conf, spark_to_arrow
 from rusket.datasets import make_purchases
 from rusket.evaluation import evaluate, time_split
 
@@ -146,6 +147,143 @@ def test_input_table_is_not_modified(any_spark):
     arrow_to_spark(any_spark, table).count()
     assert repr(table.to_pylist()) == before
     assert pa.types.is_fixed_size_list(table.schema.field("vector").type)
+
+
+# --- large tables: a distributed frame, the session's settings untouched -----------------------
+
+_ARROW_KEYS = (
+    "spark.sql.execution.arrow.localRelationThreshold",
+    "spark.sql.execution.arrow.maxRecordsPerBatch",
+)
+
+
+def _big_table(n: int = 40_000) -> pa.Table:
+    """Over 1 MiB: nulls, NaN, extreme ints, non-ASCII strings, vectors and lists."""
+    rng = np.random.default_rng(5)
+    score = rng.standard_normal(n).astype(np.float32)
+    score[::101] = np.nan
+    lengths = np.arange(n) % 4
+    return pa.table(
+        {
+            "id": pa.array(
+                rng.integers(-(2**62), 2**62, n), pa.int64(), mask=np.arange(n) % 89 == 0
+            ),
+            "label": pa.array([None if k % 97 == 0 else f"SKU-{k}-é" for k in range(n)]),
+            "score": pa.array(score, mask=np.arange(n) % 83 == 0),
+            "amount": rng.exponential(50, n),
+            "rank": np.arange(n, dtype=np.int32),
+            "vector": pa.FixedSizeListArray.from_arrays(
+                pa.array(rng.random(4 * n, dtype=np.float32)), 4
+            ),
+            "seen": pa.ListArray.from_arrays(
+                pa.array(np.concatenate([[0], np.cumsum(lengths)]).astype(np.int32)),
+                pa.array(rng.random(int(lengths.sum()), dtype=np.float32)),
+            ),
+        }
+    )
+
+
+def _plan(sdf) -> str:
+    return str(sdf._jdf.queryExecution().executedPlan().toString())
+
+
+def _same_values(got: pa.Table, want: pa.Table) -> None:
+    assert got.column_names == want.column_names
+    for name in want.column_names:  # repr: NaN == NaN; nulls stay None
+        assert repr(got[name].to_pylist()) == repr(want[name].to_pylist()), name
+
+
+def test_large_table_round_trip_is_exact(any_spark):
+    table = _big_table()
+    assert table.nbytes > rusket._formats.LOCAL_RELATION_MAX_BYTES
+    sdf = arrow_to_spark(any_spark, table)
+    _frame_of(any_spark, sdf)
+    assert sdf.schema.simpleString() == (
+        "struct<id:bigint,label:string,score:float,amount:double,rank:int,"
+        "vector:array<float>,seen:array<float>>"
+    )
+    _same_values(spark_to_arrow(sdf), table)  # row order kept too
+    assert sdf.count() == table.num_rows
+
+
+def test_large_table_is_a_distributed_frame_and_settings_are_restored(spark):
+    table = _big_table()
+    spark.conf.set(_ARROW_KEYS[1], "5000")  # a user's own setting
+    try:
+        assert spark.conf.get(_ARROW_KEYS[0], None) is None  # unset in the test session
+        sdf = arrow_to_spark(spark, table)
+        assert spark.conf.get(_ARROW_KEYS[0], None) is None  # still unset: Spark's default
+        assert spark.conf.get(_ARROW_KEYS[1]) == "5000"
+    finally:
+        spark.conf.unset(_ARROW_KEYS[1])
+    plan = _plan(sdf)
+    assert "LocalTableScan" not in plan and "ExistingRDD" in plan, plan
+    # One Arrow batch per core of the session (not one per 5,000 or 10,000 rows).
+    assert sdf.rdd.getNumPartitions() == spark.sparkContext.defaultParallelism
+    _same_values(spark_to_arrow(sdf), table)
+
+
+def test_small_table_stays_a_local_relation(spark):
+    sdf = arrow_to_spark(spark, _typed_table())
+    assert "LocalTableScan" in _plan(sdf)
+    assert spark.conf.get(_ARROW_KEYS[0], None) is None
+
+
+@pytest.mark.parametrize("parts", [1, 3, 7])
+def test_partitions_gives_that_many_batches(spark, parts):
+    table = _typed_table().select(["id", "label", "vector"])
+    sdf = arrow_to_spark(spark, table, partitions=parts)
+    assert sdf.rdd.getNumPartitions() == min(parts, table.num_rows)
+    _same_values(spark_to_arrow(sdf), rusket._formats.spark_compatible(table))
+
+
+def test_batches_are_capped_in_bytes(spark, monkeypatch):
+    table = _big_table()
+    cap = 256 * 1024
+    monkeypatch.setattr(rusket._formats, "BATCH_MAX_BYTES", cap)
+    sdf = arrow_to_spark(spark, table)
+    assert sdf.rdd.getNumPartitions() >= table.nbytes // cap
+    _same_values(spark_to_arrow(sdf), table)
+
+
+def test_session_conf_restores_set_and_unset_settings(spark):
+    key, other = "spark.sql.shuffle.partitions", "spark.sql.execution.arrow.maxRecordsPerBatch"
+    before = spark.conf.get(key)
+    assert spark.conf.get(other, None) is None
+    with pytest.raises(RuntimeError, match="inside"):
+        with session_conf(spark, {key: "7", other: "123"}) as applied:
+            assert applied
+            assert spark.conf.get(key) == "7" and spark.conf.get(other) == "123"
+            raise RuntimeError("inside")
+    assert spark.conf.get(key) == before
+    assert spark.conf.get(other, None) is None
+    # A setting the session refuses (a static one): nothing is changed, the block still runs.
+    with session_conf(spark, {key: "9", "spark.sql.warehouse.dir": "/nowhere"}) as applied:
+        assert not applied
+        assert spark.conf.get(key) == before
+    assert spark.conf.get(key) == before
+
+
+@pytest.fixture(scope="module")
+def wide_model():
+    """A model whose top-20 for all customers is over 1 MiB of Arrow (a distributed frame)."""
+    lines = make_purchases(n_customers=4000, n_articles=300, n_lines=20_000, seed=4)
+    return rusket.ALS(factors=4, iterations=2, seed=0).from_transactions(
+        lines, "customer_id", "article_id", "sales_amount"
+    )
+
+
+def test_large_batch_recommend_in_spark_format(spark, wide_model):
+    want = wide_model.batch_recommend(n=20, format="arrow")
+    assert want.nbytes > rusket._formats.LOCAL_RELATION_MAX_BYTES
+    local = wide_model.batch_recommend(n=20, format="spark")
+    assert "LocalTableScan" not in _plan(local)
+    assert spark_to_arrow(local).equals(want)  # same rows in the same order, same types
+    dist = rusket.spark.batch_recommend(wide_model, n=20, num_partitions=3, spark=spark)
+    # The users arrive as 3 Arrow batches: no shuffle before the scoring tasks.
+    assert "Exchange" not in _plan(dist)
+    assert dist.rdd.getNumPartitions() == 3
+    assert _rows(spark_to_arrow(dist)) == _rows(want)
 
 
 # --- the cookbook's steps ---------------------------------------------------------------------

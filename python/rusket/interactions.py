@@ -251,9 +251,10 @@ def spark_pairs(data: Any, user_col: Any, item_col: Any, rating_col: Any) -> Spa
     if rating_col is None:
         value = F.count(F.lit(1)).cast("double")
     else:
+        # One sum per pair: a bad rating enters it as NaN, and NaN stays NaN through the sum.
         r = selected[2].cast("double")
         bad = r.isNull() | F.isnan(r) | (F.abs(r) == F.lit(float("inf"))) | (r < 0)
-        value = F.when(F.max(bad.cast("int")) > 0, F.lit(float("nan"))).otherwise(F.sum(r))
+        value = F.sum(F.when(bad, F.lit(float("nan"))).otherwise(r))
     pairs = frame.groupBy(selected[0].alias("u"), selected[1].alias("i")).agg(value.alias("v"))
     return SparkPairs(pairs, frame, selected, cols)
 

@@ -410,7 +410,11 @@ def batch_recommend(
     spark = spark if spark is not None else get_spark()
     threads = _task_cpus(spark) if num_threads is None else num_threads
     parts = num_partitions or min(_default_parallelism(spark), max(table.num_rows, 1))
-    users = arrow_to_spark(spark, table).repartition(parts)
+    # Classic sessions: the users arrive as `parts` Arrow batches, one partition each (no
+    # shuffle); Spark Connect (or a table split further by the batch size cap) is repartitioned.
+    users = arrow_to_spark(spark, table, partitions=parts)
+    if _is_connect(spark) or users.rdd.getNumPartitions() != parts:
+        users = users.repartition(parts)
     out_schema = _out_schema(state)
     score = _scorer(
         state.item_factors, state.item_labels, out_schema, n, exclude_seen, threads, allowed
