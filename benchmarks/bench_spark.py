@@ -1,6 +1,6 @@
 """Spark: ingestion from a Spark frame, and rusket against Spark MLlib ALS (issue 11).
 
-Two parts (``--part ingest``, ``--part mllib``, default both):
+Three parts (``--part ingest``, ``--part mllib``, default both; ``--part rusket`` alone):
 
 ``ingest``
     ``Interactions.from_frame(spark_df, ...)`` (what ``from_transactions`` runs first) on
@@ -29,14 +29,23 @@ Two parts (``--part ingest``, ``--part mllib``, default both):
       pairs, ``recommendForAllUsers(20 + longest history)`` and the bought articles filtered
       out afterwards (**MLlib has no exclusion**), cut to 20 per customer, counted.
 
-    Same rank, iterations, alpha and regularization for both; rusket's confidence is its
-    default ``log``, MLlib's is linear on the summed amounts (its only one): each library at its
-    own objective, so nDCG@10 (``rusket.evaluation``) says what the time buys. MLlib's ``regParam``
-    is scaled by each row's number of ratings (ALS-WR), rusket's ``regularization`` is not: the
-    same number means different penalties; both runs also use each library's own default
-    penalty style (see ``--reg``).
+    Same rank, iterations and alpha for both, and the same confidences: MLlib is fed
+    ``log1p(summed amount)``, rusket's default ``log`` confidence. The penalty: rusket's
+    ``regularization="auto"``; MLlib gets ``regParam`` = ``fit_als``'s mapping of that penalty
+    (``auto_reg_param``), which MLlib scales by each row's number of ratings (ALS-WR), so the
+    two objectives differ in the penalty only; nDCG@10 (``rusket.evaluation``, bought articles
+    excluded for both) says what the time buys.
 
-    .venv/bin/python benchmarks/bench_spark.py                 # both parts (~10 min)
+``rusket``
+    rusket's side of ``mllib`` alone (no MLlib, ~3 min), ``--rusket-repeats`` runs in one
+    process: the pipeline as ``mllib`` times it, then its phases one by one
+    (``Interactions.from_frame`` on the Spark frame: the Spark sum and its collection; the
+    in-process fit on the collected matrix; ``batch_recommend`` to Arrow; the Arrow -> Spark
+    frame and its ``count()``; and ``rusket.spark.batch_recommend`` in the executors), each with
+    its median, its first run (JIT warm-up included) and the number of Spark jobs it ran.
+
+    .venv/bin/python benchmarks/bench_spark.py                 # ingest and mllib (MLlib: 6-10 min)
+    .venv/bin/python benchmarks/bench_spark.py --part rusket   # rusket's phases only (~3 min)
     .venv/bin/python benchmarks/bench_spark.py --quick         # small, ~2 min
     .venv/bin/python benchmarks/bench_spark.py --part ingest --lines 10000000 --repeats 3
 """
@@ -52,6 +61,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 MIB = 1024**2
 
@@ -247,19 +257,13 @@ def _als_from_factors(params: dict, users, items, ulab, ilab, seen):
     return model
 
 
-def run_mllib(args: argparse.Namespace) -> None:
-    import numpy as np
+def _split_data(args: argparse.Namespace) -> tuple[Any, Any, Any, tuple[str, str, str]]:
+    """The session, the train lines as a cached Spark frame, and the test lines (pandas)."""
     import pyarrow as pa
-    from pyspark.ml.recommendation import ALS as MLlibALS
-    from pyspark.sql import Window
-    from pyspark.sql import functions as F
 
-    import rusket
-    import rusket.spark
-    from rusket._formats import arrow_to_spark, spark_to_arrow
-    from rusket._spark_fit import _fit_mllib, auto_reg_param
+    from rusket._formats import arrow_to_spark
     from rusket.datasets import make_purchases
-    from rusket.evaluation import evaluate, time_split
+    from rusket.evaluation import time_split
 
     n_lines, n_customers, n_articles = (
         (40_000, 4_000, 800) if args.quick else (args.mllib_lines, args.mllib_lines // 20, 8_000)
@@ -271,17 +275,117 @@ def run_mllib(args: argparse.Namespace) -> None:
     train, test = time_split(lines, "order_date", test_size=0.2)
     cols = ("customer_id", "article_id", "sales_amount")
     spark = _session()
-    ckpt = tempfile.mkdtemp(prefix="rusket-bench-ckpt-")
-    spark.sparkContext.setCheckpointDir(ckpt)
     sdf = arrow_to_spark(spark, pa.Table.from_pandas(train[list(cols)], preserve_index=False))
     sdf = sdf.persist()
     n_train = sdf.count()
     print(
         f"data: make_purchases({n_customers:,} customers, {n_articles:,} articles, "
         f"{n_lines:,} lines, seed={args.seed}); time split: {n_train:,} train lines (a cached "
-        f"Spark frame), {len(test):,} test lines ({time.perf_counter() - t:.0f} s)",
+        f"Spark frame, {sdf.rdd.getNumPartitions()} partitions), {len(test):,} test lines "
+        f"({time.perf_counter() - t:.0f} s)",
         flush=True,
     )
+    return spark, sdf, test, cols
+
+
+def _jobs(spark: Any) -> int:
+    """Spark jobs run so far in this session (each costs ~0.1-0.3 s of fixed work on local[2])."""
+    return len(spark.sparkContext.statusTracker().getJobIdsForGroup(None))
+
+
+def run_rusket(args: argparse.Namespace) -> None:
+    """rusket's pipeline alone (no MLlib), timed as in ``mllib``, then phase by phase."""
+    import rusket
+    import rusket.spark
+    from rusket._formats import arrow_to_spark
+    from rusket.evaluation import evaluate
+    from rusket.interactions import Interactions
+
+    spark, sdf, test, cols = _split_data(args)
+    params = {"factors": args.factors, "iterations": args.iterations, "alpha": 40.0, "seed": 0}
+    print(
+        f"load average at the start: {os.getloadavg()}; {args.rusket_repeats} runs, each the "
+        "pipeline then its phases one by one",
+        flush=True,
+    )
+    phases = (
+        "pipeline: from_transactions(spark_df)",
+        "pipeline: batch_recommend(format='spark') + count",
+        "pipeline: end to end",
+        "  Interactions.from_frame(spark_df): Spark sum + collection + encoding",
+        "  ALS.fit on the collected matrix (in-process, Rust)",
+        "  batch_recommend(format='arrow') (Rust top-20)",
+        "  Arrow -> Spark frame (arrow_to_spark)",
+        "  count() of that frame",
+        "  rusket.spark.batch_recommend (in the executors) + count",
+    )
+    times: dict[str, list[float]] = {k: [] for k in phases}
+    jobs: dict[str, int] = {}
+
+    def timed(name: str, fn: Any, *fn_args: Any) -> Any:
+        j, t0 = _jobs(spark), time.perf_counter()
+        out = fn(*fn_args)
+        times[name].append(time.perf_counter() - t0)
+        jobs[name] = _jobs(spark) - j
+        return out
+
+    def fit(data: Any) -> Any:
+        return rusket.ALS(**params).from_transactions(data, *cols)
+
+    def top20_spark_counted(model: Any) -> int:
+        return int(model.batch_recommend(n=20, exclude_seen=True, format="spark").count())
+
+    def fit_matrix(inter: Any) -> Any:
+        return rusket.ALS(**params).fit(inter.matrix, inter.user_labels, inter.item_labels)
+
+    def top20_arrow(model: Any) -> Any:
+        return model.batch_recommend(n=20, exclude_seen=True, format="arrow")
+
+    def executors_top20_counted(model: Any) -> int:
+        return int(rusket.spark.batch_recommend(model, n=20, exclude_seen=True).count())
+
+    for run in range(args.rusket_repeats):
+        model = timed(phases[0], fit, sdf)
+        n_recs = timed(phases[1], top20_spark_counted, model)
+        times[phases[2]].append(times[phases[0]][-1] + times[phases[1]][-1])
+        jobs[phases[2]] = jobs[phases[0]] + jobs[phases[1]]
+        inter = timed(phases[3], Interactions.from_frame, sdf, *cols)
+        timed(phases[4], fit_matrix, inter)
+        table = timed(phases[5], top20_arrow, model)
+        frame = timed(phases[6], arrow_to_spark, spark, table)
+        timed(phases[7], frame.count)
+        timed(phases[8], executors_top20_counted, model)
+        print(
+            f"  run {run + 1}: " + ", ".join(f"{times[k][-1]:.2f}" for k in phases) + " s",
+            flush=True,
+        )
+    ndcg = evaluate(model, test, "customer_id", "article_id", k=10)["ndcg@10"]
+    width = max(map(len, phases))
+    print(
+        f"\n{'phase':{width}s} {'median s':>9s} {'first s':>8s} {'Spark jobs':>11s}   "
+        f"(medians of {len(times[phases[0]])} runs; {n_recs:,} result rows; nDCG@10 {ndcg:.4f})"
+    )
+    for k in phases:
+        print(f"{k:{width}s} {statistics.median(times[k]):9.2f} {times[k][0]:8.2f} {jobs[k]:11d}")
+    print(f"load average at the end: {os.getloadavg()}")
+    spark.stop()
+
+
+def run_mllib(args: argparse.Namespace) -> None:
+    import numpy as np
+    from pyspark.ml.recommendation import ALS as MLlibALS
+    from pyspark.sql import Window
+    from pyspark.sql import functions as F
+
+    import rusket
+    import rusket.spark
+    from rusket._formats import spark_to_arrow
+    from rusket._spark_fit import _fit_mllib, auto_reg_param
+    from rusket.evaluation import evaluate
+
+    spark, sdf, test, cols = _split_data(args)
+    ckpt = tempfile.mkdtemp(prefix="rusket-bench-ckpt-")
+    spark.sparkContext.setCheckpointDir(ckpt)
     f, iters, alpha = args.factors, args.iterations, 40.0
     params = {"factors": f, "iterations": iters, "alpha": alpha, "seed": 0}
 
@@ -382,7 +486,7 @@ def main() -> None:
         ingest_child(sys.argv[2], sys.argv[3])
         return
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--part", choices=("ingest", "mllib", "both"), default="both")
+    ap.add_argument("--part", choices=("ingest", "mllib", "rusket", "both"), default="both")
     ap.add_argument("--quick", action="store_true", help="small sizes, one repeat")
     ap.add_argument("--lines", type=int, default=10_000_000)
     ap.add_argument("--repeats", type=int, default=3)
@@ -399,6 +503,9 @@ def main() -> None:
     if args.part in ("ingest", "both"):
         print("== ingestion: from_transactions(spark_df) ==", flush=True)
         run_ingest(args)
+    if args.part == "rusket":
+        print("== rusket in-process, phase by phase (no MLlib) ==", flush=True)
+        run_rusket(args)
     if args.part in ("mllib", "both"):
         print("\n== rusket in-process vs Spark MLlib ALS ==", flush=True)
         run_mllib(args)
