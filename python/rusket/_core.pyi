@@ -27,6 +27,7 @@ def als_solve_side(
     cg_steps: int,
     num_threads: int,
     tol: float = 0.0,
+    row_scale: npt.NDArray[np.float32] | None = None,
 ) -> None: ...
 def als_loss(
     indptr: npt.NDArray[np.int64],
@@ -37,6 +38,8 @@ def als_loss(
     *,
     regularization: float,
     num_threads: int,
+    user_scale: npt.NDArray[np.float32] | None = None,
+    item_scale: npt.NDArray[np.float32] | None = None,
 ) -> float: ...
 
 # (end of ALS section)

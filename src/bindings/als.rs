@@ -7,8 +7,8 @@ use numpy::{
 use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
 
-use super::{byte_range, check_disjoint, csr, slice2};
-use crate::kernels::als::{loss, solve_side, Solver};
+use super::{byte_range, check_disjoint, csr, slice1, slice2};
+use crate::kernels::als::{loss, solve_side, Penalty, Solver};
 use crate::kernels::pool::with_threads;
 
 /// Recomputes every row of `target` in place with `fixed` held constant.
@@ -16,7 +16,7 @@ use crate::kernels::pool::with_threads;
 /// the confidences `c = 1 + alpha * r` of the observed pairs. `target` must be writeable and
 /// share no memory with the other arrays (`ValueError` otherwise).
 #[pyfunction(name = "als_solve_side")]
-#[pyo3(signature = (indptr, indices, data, fixed, target, *, regularization, solver, cg_steps, num_threads, tol=0.0))]
+#[pyo3(signature = (indptr, indices, data, fixed, target, *, regularization, solver, cg_steps, num_threads, tol=0.0, row_scale=None))]
 #[allow(clippy::too_many_arguments)]
 fn als_solve_side_py(
     py: Python<'_>,
@@ -30,10 +30,15 @@ fn als_solve_side_py(
     cg_steps: usize,
     num_threads: usize,
     tol: f32,
+    row_scale: Option<PyReadonlyArray1<'_, f32>>,
 ) -> PyResult<()> {
     let solver = Solver::parse(solver, cg_steps, tol)?;
     let (fixed_s, n_cols, f) = slice2(&fixed, "fixed")?;
     let m = csr(&indptr, &indices, &data, n_cols)?;
+    let row_scale = row_scale
+        .as_ref()
+        .map(|s| slice1(s, "row_scale"))
+        .transpose()?;
     if target.shape()[1] != f {
         return Err(PyValueError::new_err(format!(
             "target has {} factors, fixed has {f}",
@@ -56,6 +61,7 @@ fn als_solve_side_py(
             (byte_range(m.indptr), "indptr"),
             (byte_range(m.indices), "indices"),
             (byte_range(m.data), "data"),
+            (byte_range(row_scale.unwrap_or(&[])), "row_scale"),
         ],
     )?;
     let mut target = target.try_readwrite().map_err(|e| match e {
@@ -72,7 +78,11 @@ fn als_solve_side_py(
         .map_err(|_| PyValueError::new_err("target must be a C-contiguous array"))?;
     py.detach(|| {
         with_threads(num_threads, || {
-            solve_side(&m, fixed_s, target_s, f, regularization, solver)
+            let penalty = Penalty {
+                lambda: regularization,
+                row_scale,
+            };
+            solve_side(&m, fixed_s, target_s, f, penalty, solver)
         })
     })??;
     Ok(())
@@ -80,7 +90,7 @@ fn als_solve_side_py(
 
 /// The implicit-ALS training objective for the CSR matrix of confidences (users as rows).
 #[pyfunction(name = "als_loss")]
-#[pyo3(signature = (indptr, indices, data, users, items, *, regularization, num_threads))]
+#[pyo3(signature = (indptr, indices, data, users, items, *, regularization, num_threads, user_scale=None, item_scale=None))]
 #[allow(clippy::too_many_arguments)]
 fn als_loss_py(
     py: Python<'_>,
@@ -91,7 +101,17 @@ fn als_loss_py(
     items: PyReadonlyArray2<'_, f32>,
     regularization: f32,
     num_threads: usize,
+    user_scale: Option<PyReadonlyArray1<'_, f32>>,
+    item_scale: Option<PyReadonlyArray1<'_, f32>>,
 ) -> PyResult<f64> {
+    let user_scale = user_scale
+        .as_ref()
+        .map(|s| slice1(s, "user_scale"))
+        .transpose()?;
+    let item_scale = item_scale
+        .as_ref()
+        .map(|s| slice1(s, "item_scale"))
+        .transpose()?;
     let (items_s, n_items, f) = slice2(&items, "items")?;
     let (users_s, _, fu) = slice2(&users, "users")?;
     if fu != f {
@@ -102,7 +122,18 @@ fn als_loss_py(
     let m = csr(&indptr, &indices, &data, n_items)?;
     Ok(py.detach(|| {
         with_threads(num_threads, || {
-            loss(&m, users_s, items_s, f, regularization)
+            let penalty = |row_scale| Penalty {
+                lambda: regularization,
+                row_scale,
+            };
+            loss(
+                &m,
+                users_s,
+                items_s,
+                f,
+                penalty(user_scale),
+                penalty(item_scale),
+            )
         })
     })??)
 }

@@ -76,6 +76,58 @@ impl Solver {
     }
 }
 
+/// The L2 penalty of the rows of a half-step: `lambda` for every row, or, with `row_scale`,
+/// `lambda · row_scale[r]` for row `r` (a penalty that grows with the row's number of pairs:
+/// ALS-WR, Zhou et al. 2008, and the frequency-scaled penalty of Rendle et al. 2021).
+#[derive(Clone, Copy, Debug)]
+pub struct Penalty<'a> {
+    pub lambda: f32,
+    pub row_scale: Option<&'a [f32]>,
+}
+
+impl<'a> Penalty<'a> {
+    /// The same penalty for every row.
+    pub fn global(lambda: f32) -> Self {
+        Self {
+            lambda,
+            row_scale: None,
+        }
+    }
+
+    fn check(&self, n_rows: usize) -> CoreResult<()> {
+        if !self.lambda.is_finite() || self.lambda < 0.0 {
+            return Err(CoreError::Value(
+                "regularization must be a finite number >= 0".into(),
+            ));
+        }
+        if let Some(scale) = self.row_scale {
+            if scale.len() != n_rows {
+                return shape_err(format!(
+                    "the per-row penalty scale has {} values, expected one per row ({n_rows})",
+                    scale.len()
+                ));
+            }
+            if let Some(bad) = scale
+                .iter()
+                .find(|&&w| !(w.is_finite() && w >= 0.0 && (w * self.lambda).is_finite()))
+            {
+                return Err(CoreError::Value(format!(
+                    "the per-row penalty scales must be finite and >= 0 (and finite times the \
+                     regularization), got {bad}"
+                )));
+            }
+        }
+        Ok(())
+    }
+
+    /// Row `r`'s penalty.
+    #[inline]
+    fn of(&self, r: usize) -> f64 {
+        let w = self.row_scale.map_or(1.0, |s| s[r] as f64);
+        self.lambda as f64 * w
+    }
+}
+
 /// Rows per block when summing over rows; fixed so that sums do not depend on the thread count.
 const BLOCK_ROWS: usize = 1024;
 /// Rows per block of the whitening products: small enough that the transforms of small data
@@ -137,11 +189,13 @@ pub fn gramian(y: &[f32], f: usize) -> Vec<f64> {
     g
 }
 
-/// Which triangle of an `f x f` factor holds its non-zeros (see `times_square`).
+/// Which triangle of an `f x f` factor holds its non-zeros (see `times_square`); `Full`: a
+/// dense factor (the eigenvectors of the per-row penalty's whitening).
 #[derive(Clone, Copy, PartialEq)]
 enum Triangle {
     Lower,
     Upper,
+    Full,
 }
 
 /// Below this width a triangular factor is multiplied as a full matrix: the half-size products
@@ -158,7 +212,7 @@ fn tri_matmul(
     tri: Triangle,
 ) {
     let f = m.ncols();
-    if f < TRI_SPLIT_MIN {
+    if f < TRI_SPLIT_MIN || tri == Triangle::Full {
         matmul(dst, accum, lhs, m, 1.0f32, Par::Seq);
         return;
     }
@@ -174,7 +228,7 @@ fn tri_matmul(
             tri_matmul(d2.as_mut(), accum, a2, m22, tri);
         }
         // [d1 d2] = [a1 a2] [m11 m12; 0 m22]
-        Triangle::Upper => {
+        Triangle::Upper | Triangle::Full => {
             matmul(d2.as_mut(), accum, a1, m12, 1.0f32, Par::Seq);
             tri_matmul(d2.as_mut(), Accum::Add, a2, m22, tri);
         }
@@ -214,7 +268,7 @@ pub fn solve_side(
     fixed: &[f32],
     target: &mut [f32],
     f: usize,
-    regularization: f32,
+    penalty: Penalty<'_>,
     solver: Solver,
 ) -> CoreResult<()> {
     check_factors("fixed factors", fixed, csr.n_cols, f)?;
@@ -222,14 +276,25 @@ pub fn solve_side(
     if csr.data.len() != csr.indices.len() {
         return shape_err("the interaction matrix needs one confidence per stored entry");
     }
-    if !regularization.is_finite() || regularization < 0.0 {
-        return Err(CoreError::Value(
-            "regularization must be a finite number >= 0".into(),
-        ));
-    }
+    penalty.check(csr.n_rows())?;
+    let regularization = penalty.lambda;
     let g64 = gramian(fixed, f);
     let failures = std::sync::atomic::AtomicUsize::new(0);
     match solver {
+        Solver::Reference => {
+            target.par_chunks_mut(f).enumerate().for_each_init(
+                || vec![0.0f64; f * f + f],
+                |scratch, (u, x)| {
+                    let (idx, conf) = csr.row(u);
+                    if !cholesky_row(&g64, fixed, idx, conf, x, penalty.of(u), scratch) {
+                        failures.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    }
+                },
+            );
+        }
+        _ if penalty.row_scale.is_some() => {
+            solve_per_row(csr, fixed, target, f, &g64, penalty, solver, &failures)?;
+        }
         Solver::Auto { steps, tol } if use_z(csr, f) => {
             let pre = Preconditioner::new(&g64, regularization as f64, f)?;
             solve_auto(csr, fixed, target, f, &pre, Stop { steps, tol }, &failures);
@@ -253,17 +318,15 @@ pub fn solve_side(
                     let (idx, conf) = csr.row(u);
                     // Rows with huge confidences are ill-conditioned for a few f32 CG steps:
                     // they get the exact f64 solve (rare: linear confidence on raw amounts).
-                    if tol > 0.0
-                        && conf.iter().any(|&c| c > EXACT_ABOVE)
-                        && conf.iter().all(|&c| c.is_finite() && c >= 1.0)
-                    {
-                        if !exact_row(&whitened, idx, conf, x, exact) {
+                    if tol > 0.0 && needs_exact(conf) {
+                        if !exact_row(&whitened, None, idx, conf, x, exact) {
                             failures.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                         }
                         return;
                     }
                     let ahead = csr.following(u, PREFETCH_AHEAD);
-                    cg_row(&whitened, idx, conf, ahead, x, Stop { steps, tol }, scratch);
+                    let stop = Stop { steps, tol };
+                    cg_row(&whitened, None, idx, conf, ahead, x, stop, scratch);
                 },
             );
             // Back to the original space: xᵀ = x̃ᵀ L⁻¹.
@@ -284,23 +347,12 @@ pub fn solve_side(
                 || ExactScratch::new(f),
                 |scratch, (u, x)| {
                     let (idx, conf) = csr.row(u);
-                    if !exact_row(&whitened, idx, conf, x, scratch) {
+                    if !exact_row(&whitened, None, idx, conf, x, scratch) {
                         failures.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                     }
                 },
             );
             times_square(None, &pre.inv_lower_t_t, Triangle::Lower, f, target);
-        }
-        Solver::Reference => {
-            target.par_chunks_mut(f).enumerate().for_each_init(
-                || vec![0.0f64; f * f + f],
-                |scratch, (u, x)| {
-                    let (idx, conf) = csr.row(u);
-                    if !cholesky_row(&g64, fixed, idx, conf, x, regularization as f64, scratch) {
-                        failures.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                    }
-                },
-            );
         }
     }
     let failed = failures.into_inner();
@@ -316,6 +368,130 @@ pub fn solve_side(
         }));
     }
     Ok(())
+}
+
+/// Whether a row with a tolerance-driven CG gets the exact solve instead: it has a confidence
+/// beyond `EXACT_ABOVE` (a system spanning more orders of magnitude than a few f32 CG steps
+/// resolve; rare: linear confidence on raw amounts) and all its confidences suit the exact solve.
+fn needs_exact(conf: &[f32]) -> bool {
+    conf.iter().any(|&c| c > EXACT_ABOVE) && conf.iter().all(|&c| c.is_finite() && c >= 1.0)
+}
+
+/// The half-step with a per-row penalty `λ_r`, in every solver but `Reference`.
+///
+/// Row `r`'s system matrix is `YᵀY + λ_r I + Σ_i (c_i − 1) y_i y_iᵀ`; one Cholesky whitening
+/// cannot serve rows with different `λ_r`, an eigendecomposition can: with `YᵀY = Q D Qᵀ` and
+/// `s_r = (D + λ_r)^-½` (a vector), the change of variables `x̃ = s_r⁻¹ ∘ Qᵀx`,
+/// `ỹ_i = s_r ∘ Qᵀy_i` turns it into the same `I + Σ_i (c_i − 1) ỹ_i ỹ_iᵀ` as the shared whitening
+/// (see `Preconditioner`), so the CG, its stopping rule and the exact solves are unchanged. The
+/// products by `Q` run in bulk (`V = Y Q` once, the targets there and back); per row only the
+/// gathered vectors are scaled by `s_r` (O(f) each). `Auto` runs as `Cg` here: its `Z` rows
+/// need one shared `(YᵀY + λI)⁻¹`.
+#[allow(clippy::too_many_arguments)]
+fn solve_per_row(
+    csr: &CsrView<'_>,
+    fixed: &[f32],
+    target: &mut [f32],
+    f: usize,
+    g64: &[f64],
+    penalty: Penalty<'_>,
+    solver: Solver,
+    failures: &std::sync::atomic::AtomicUsize,
+) -> CoreResult<()> {
+    let exact_only = solver == Solver::Cholesky;
+    if exact_only {
+        check_confidences(csr.data)?;
+    }
+    let stop = match solver {
+        Solver::Cg { steps, tol } | Solver::Auto { steps, tol } => Stop { steps, tol },
+        _ => Stop { steps: 0, tol: 0.0 },
+    };
+    let eig = Eigenbasis::new(g64, f)?;
+    let mut v = vec![0.0f32; fixed.len()];
+    times_square(Some(fixed), &eig.q, Triangle::Full, f, &mut v);
+    if !exact_only {
+        // The warm starts as rows of Qᵀx (each is divided by its s_r below).
+        times_square(None, &eig.q, Triangle::Full, f, target);
+    }
+    target.par_chunks_mut(f).enumerate().for_each_init(
+        || (CgScratch::new(f), ExactScratch::new(f), vec![0.0f32; f]),
+        |(cg, exact, s), (u, t)| {
+            let (idx, conf) = csr.row(u);
+            eig.scale(penalty.of(u), s);
+            if exact_only || (stop.tol > 0.0 && needs_exact(conf)) {
+                if !exact_row(&v, Some(s), idx, conf, t, exact) {
+                    failures.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                }
+            } else {
+                for (ti, &si) in t.iter_mut().zip(s.iter()) {
+                    *ti /= si;
+                }
+                let ahead = csr.following(u, PREFETCH_AHEAD);
+                cg_row(&v, Some(s), idx, conf, ahead, t, stop, cg);
+            }
+            // Qᵀx = s_r ∘ x̃.
+            for (ti, &si) in t.iter_mut().zip(s.iter()) {
+                *ti *= si;
+            }
+        },
+    );
+    times_square(None, &eig.q_t, Triangle::Full, f, target);
+    Ok(())
+}
+
+/// `YᵀY = Q D Qᵀ` for the per-row penalty's whitening (see `solve_per_row`).
+struct Eigenbasis {
+    /// `Q` and `Qᵀ` (row-major f32): the eigenvectors as columns / rows.
+    q: Vec<f32>,
+    q_t: Vec<f32>,
+    /// The eigenvalues (rounding below zero clipped).
+    d: Vec<f64>,
+    /// The smallest `d_k + λ_r` used: with `λ_r = 0` and a rank-deficient `YᵀY`, a relative
+    /// 1e-7 of the trace (the jitter of `Preconditioner`).
+    floor: f64,
+}
+
+impl Eigenbasis {
+    fn new(g64: &[f64], f: usize) -> CoreResult<Self> {
+        let degenerate = || {
+            CoreError::Value(
+                "the factors are degenerate (YᵀY is not finite); use regularization > 0 and \
+                 finite ratings"
+                    .into(),
+            )
+        };
+        if !g64.iter().all(|v| v.is_finite()) {
+            return Err(degenerate());
+        }
+        let (vecs, vals) = dense64::eigh(MatRef::from_row_major_slice(g64, f, f))?;
+        let d: Vec<f64> = vals.iter().map(|&v| v.max(0.0)).collect();
+        let trace: f64 = d.iter().sum();
+        let mut q = vec![0.0f32; f * f];
+        let mut q_t = vec![0.0f32; f * f];
+        for r in 0..f {
+            for c in 0..f {
+                let v = vecs[(r, c)];
+                if !v.is_finite() {
+                    return Err(degenerate());
+                }
+                q[r * f + c] = v as f32;
+                q_t[c * f + r] = v as f32;
+            }
+        }
+        Ok(Self {
+            q,
+            q_t,
+            d,
+            floor: 1e-7 * trace.max(1e-30) / f as f64,
+        })
+    }
+
+    /// `s = (D + λ)^-½`.
+    fn scale(&self, lambda: f64, s: &mut [f32]) {
+        for (sk, &dk) in s.iter_mut().zip(&self.d) {
+            *sk = (1.0 / (dk + lambda).max(self.floor).sqrt()) as f32;
+        }
+    }
 }
 
 /// The exact solves take the square roots of `c − 1`: confidences must be finite and >= 1.
@@ -424,8 +600,8 @@ struct Stop {
 }
 
 multiversion!(fn cg_row(
-    yw: &[f32], idx: &[i32], conf: &[f32], ahead: &[i32], xt: &mut [f32], stop: Stop,
-    scratch: &mut CgScratch,
+    yw: &[f32], scale: Option<&[f32]>, idx: &[i32], conf: &[f32], ahead: &[i32], xt: &mut [f32],
+    stop: Stop, scratch: &mut CgScratch,
 ) => cg_row_body);
 
 /// Per-thread work space of the CG rows. Vectors are padded with zeros to `stride` values (a
@@ -453,14 +629,18 @@ impl CgScratch {
     }
 }
 
-/// A few CG steps on the whitened system of one row, warm-started from the current `x̃`.
+/// A few CG steps on the whitened system of one row, warm-started from the current `x̃`. The
+/// row's whitened vectors are the rows `i` of `yw`, times `scale` elementwise when given (the
+/// per-row penalty's `s_r`, see `solve_per_row`).
 ///
 /// Every pass over the row's items is two batched operations on the gathered vectors: the dot
 /// products `s = Ỹ_u v` (eight items at a time) and the update `Ỹ_uᵀ (w ∘ s)` (the result held
 /// in registers across all items), instead of a dot and an axpy per item.
 #[inline(always)]
+#[allow(clippy::too_many_arguments)]
 fn cg_row_body<S: Simd>(
     yw: &[f32],
+    scale: Option<&[f32]>,
     idx: &[i32],
     conf: &[f32],
     ahead: &[i32],
@@ -506,7 +686,15 @@ fn cg_row_body<S: Simd>(
                 }
             }
         }
-        gathered[k * stride..k * stride + f].copy_from_slice(row_of(i));
+        let dst = &mut gathered[k * stride..k * stride + f];
+        match scale {
+            None => dst.copy_from_slice(row_of(i)),
+            Some(s) => {
+                for ((d, &y), &sk) in dst.iter_mut().zip(row_of(i)).zip(s) {
+                    *d = y * sk;
+                }
+            }
+        }
     }
     let rows = &gathered[..n * stride];
     coef.resize(n, 0.0);
@@ -574,6 +762,27 @@ fn cg_row_body<S: Simd>(
     xt.copy_from_slice(&x[..f]);
 }
 
+/// Row `i` of `yw` (rows of `buf.len()` values), times `scale` elementwise (into `buf`) when given.
+#[inline(always)]
+fn whitened_vector<'a>(
+    yw: &'a [f32],
+    scale: Option<&[f32]>,
+    i: i32,
+    buf: &'a mut [f32],
+) -> &'a [f32] {
+    let f = buf.len();
+    let y = &yw[i as usize * f..(i as usize + 1) * f];
+    match scale {
+        None => y,
+        Some(s) => {
+            for ((d, &v), &sk) in buf.iter_mut().zip(y).zip(s) {
+                *d = v * sk;
+            }
+            buf
+        }
+    }
+}
+
 /// Per-thread work space of the exact whitened solves (f64).
 struct ExactScratch {
     /// The row's scaled whitened vectors `u_i = sqrt(c_i − 1) ỹ_i`: `n` rows of `f` values when
@@ -585,6 +794,8 @@ struct ExactScratch {
     system: Vec<f64>,
     /// `U b̃`, then the Woodbury correction's coefficients.
     t: Vec<f64>,
+    /// One scaled whitened vector (per-row penalty).
+    scaled: Vec<f32>,
 }
 
 impl ExactScratch {
@@ -594,19 +805,22 @@ impl ExactScratch {
             b: vec![0.0; f],
             system: Vec::new(),
             t: Vec::new(),
+            scaled: Vec::new(),
         }
     }
 }
 
 multiversion!(fn exact_row(
-    yw: &[f32], idx: &[i32], conf: &[f32], xt: &mut [f32], scratch: &mut ExactScratch,
+    yw: &[f32], scale: Option<&[f32]>, idx: &[i32], conf: &[f32], xt: &mut [f32],
+    scratch: &mut ExactScratch,
 ) -> bool => exact_row_body);
 
 /// The exact solution of one row's whitened system
 ///
 ///   (I + Uᵀ U) x̃ = b̃,   U = diag(sqrt(c − 1)) Ỹ_u,   b̃ = Ỹ_uᵀ c,
 ///
-/// in f64. With `n` items and `f` factors it factorises whichever system is smaller:
+/// in f64 (`Ỹ_u`: the rows `idx` of `yw`, times `scale` elementwise when given). With `n` items
+/// and `f` factors it factorises whichever system is smaller:
 /// * `n < f`: by Woodbury, `(I + UᵀU)⁻¹ = I − Uᵀ (I + U Uᵀ)⁻¹ U`, so
 ///   `x̃ = b̃ − Uᵀ z` with `(I + U Uᵀ) z = U b̃`: O(n² f + n³);
 /// * `n ≥ f`: the `f x f` system itself: O(f² n + f³).
@@ -618,6 +832,7 @@ multiversion!(fn exact_row(
 #[inline(always)]
 fn exact_row_body<S: Simd>(
     yw: &[f32],
+    scale: Option<&[f32]>,
     idx: &[i32],
     conf: &[f32],
     xt: &mut [f32],
@@ -629,8 +844,15 @@ fn exact_row_body<S: Simd>(
         xt.iter_mut().for_each(|v| *v = 0.0);
         return true;
     }
-    let ExactScratch { u, b, system, t } = scratch;
+    let ExactScratch {
+        u,
+        b,
+        system,
+        t,
+        scaled,
+    } = scratch;
     b.iter_mut().for_each(|v| *v = 0.0);
+    scaled.resize(f, 0.0);
     let weights = conf.iter().map(|&c| {
         let c = c as f64;
         (c, (c - 1.0).max(0.0).sqrt())
@@ -641,7 +863,7 @@ fn exact_row_body<S: Simd>(
         u.clear();
         u.resize(f * s, 0.0);
         for (k, (&i, (c, w))) in idx.iter().zip(weights).enumerate() {
-            let y = &yw[i as usize * f..(i as usize + 1) * f];
+            let y = whitened_vector(yw, scale, i, scaled);
             for (d, &yd) in y.iter().enumerate() {
                 let yd = yd as f64;
                 u[d * s + k] = w * yd;
@@ -674,7 +896,7 @@ fn exact_row_body<S: Simd>(
         u.clear();
         u.resize(n * s, 0.0);
         for (k, (&i, (c, w))) in idx.iter().zip(weights).enumerate() {
-            let y = &yw[i as usize * f..(i as usize + 1) * f];
+            let y = whitened_vector(yw, scale, i, scaled);
             for ((ud, bd), &yd) in u[k * s..k * s + f].iter_mut().zip(b.iter_mut()).zip(y) {
                 let yd = yd as f64;
                 *ud = w * yd;
@@ -920,11 +1142,14 @@ fn long_row_body<S: Simd>(
 ) -> bool {
     let (idx, conf) = ctx.csr.row(u);
     match row_kind(conf, ctx.short_max) {
-        RowKind::Exact => exact_row_body::<S>(ctx.whitened, idx, conf, xt, &mut scratch.exact),
+        RowKind::Exact => {
+            exact_row_body::<S>(ctx.whitened, None, idx, conf, xt, &mut scratch.exact)
+        }
         _ => {
             let ahead = ctx.csr.following(u, PREFETCH_AHEAD);
             cg_row_body::<S>(
                 ctx.whitened,
+                None,
                 idx,
                 conf,
                 ahead,
@@ -1078,47 +1303,66 @@ fn cholesky_row(
 }
 
 /// The training objective
-/// Σ_u,i c_ui (p_ui − x_u·y_i)² + λ (Σ_u |x_u|² + Σ_i |y_i|²),
-/// computed without touching unobserved pairs: Σ_u x_uᵀ(YᵀY)x_u + Σ_observed (c(1−s)² − s²).
+/// Σ_u,i c_ui (p_ui − x_u·y_i)² + Σ_u λ_u |x_u|² + Σ_i λ_i |y_i|²
+/// (`λ_u`, `λ_i` from the users' and the items' penalties), computed without touching unobserved
+/// pairs: Σ_u x_uᵀ(YᵀY)x_u + Σ_observed (c(1−s)² − s²). The quadratic terms run as f64 matrix
+/// products over fixed blocks of users (summed in a fixed order: the result does not depend on
+/// the thread count).
 pub fn loss(
     csr: &CsrView<'_>,
     users: &[f32],
     items: &[f32],
     f: usize,
-    regularization: f32,
+    user_penalty: Penalty<'_>,
+    item_penalty: Penalty<'_>,
 ) -> CoreResult<f64> {
     check_factors("user factors", users, csr.n_rows(), f)?;
     check_factors("item factors", items, csr.n_cols, f)?;
     if csr.data.len() != csr.indices.len() {
         return shape_err("the interaction matrix needs one confidence per stored entry");
     }
+    user_penalty.check(csr.n_rows())?;
+    item_penalty.check(csr.n_cols)?;
     let g = gramian(items, f);
+    let g_ref = MatRef::from_row_major_slice(&g, f, f);
     let blocks: Vec<f64> = users
         .par_chunks(BLOCK_ROWS * f)
         .enumerate()
         .map(|(blk, rows)| {
+            let n = rows.len() / f;
+            let x64: Vec<f64> = rows.iter().map(|&v| v as f64).collect();
+            let mut xg = vec![0.0f64; rows.len()];
+            matmul(
+                MatMut::from_row_major_slice_mut(&mut xg, n, f),
+                Accum::Replace,
+                MatRef::from_row_major_slice(&x64, n, f),
+                g_ref,
+                1.0f64,
+                Par::Seq,
+            );
             let mut total = 0.0f64;
-            for (k, x) in rows.chunks_exact(f).enumerate() {
+            for (k, (x, xgk)) in x64.chunks_exact(f).zip(xg.chunks_exact(f)).enumerate() {
                 let u = blk * BLOCK_ROWS + k;
-                let mut quad = 0.0f64;
-                for a in 0..f {
-                    let ga = &g[a * f..(a + 1) * f];
-                    let s: f64 = ga.iter().zip(x).map(|(gv, xv)| gv * *xv as f64).sum();
-                    quad += s * x[a] as f64;
-                }
-                total += quad;
+                total += dense64::dot(x, xgk) + user_penalty.of(u) * dense64::dot(x, x);
                 let (idx, conf) = csr.row(u);
                 for (&i, &c) in idx.iter().zip(conf) {
                     let yi = &items[i as usize * f..(i as usize + 1) * f];
-                    let s: f64 = yi.iter().zip(x).map(|(a, b)| *a as f64 * *b as f64).sum();
+                    let s: f64 = yi.iter().zip(x).map(|(a, b)| *a as f64 * *b).sum();
                     total += c as f64 * (1.0 - s) * (1.0 - s) - s * s;
                 }
             }
             total
         })
         .collect();
-    let sq = |m: &[f32]| m.iter().map(|v| (*v as f64) * (*v as f64)).sum::<f64>();
-    Ok(blocks.iter().sum::<f64>() + regularization as f64 * (sq(users) + sq(items)))
+    let item_terms: f64 = items
+        .chunks_exact(f)
+        .enumerate()
+        .map(|(i, y)| {
+            let sq: f64 = y.iter().map(|v| (*v as f64) * (*v as f64)).sum();
+            item_penalty.of(i) * sq
+        })
+        .sum();
+    Ok(blocks.iter().sum::<f64>() + item_terms)
 }
 
 #[cfg(test)]
@@ -1189,16 +1433,32 @@ mod tests {
         let data = [3.0f32, 1.0, 10.0, 2.0, 41.0, 1.5, 1.0, 7.0, 1e4, 2.5];
         let csr = CsrView::new(&indptr, &indices, &data, n_items).unwrap();
         let mut chol = vec![0.1f32; n_users * f];
-        solve_side(&csr, &y, &mut chol, f, 0.1, Solver::Cholesky).unwrap();
+        solve_side(
+            &csr,
+            &y,
+            &mut chol,
+            f,
+            Penalty::global(0.1),
+            Solver::Cholesky,
+        )
+        .unwrap();
         let mut reference = vec![0.1f32; n_users * f];
-        solve_side(&csr, &y, &mut reference, f, 0.1, Solver::Reference).unwrap();
+        solve_side(
+            &csr,
+            &y,
+            &mut reference,
+            f,
+            Penalty::global(0.1),
+            Solver::Reference,
+        )
+        .unwrap();
         let mut auto = vec![0.1f32; n_users * f];
         solve_side(
             &csr,
             &y,
             &mut auto,
             f,
-            0.1,
+            Penalty::global(0.1),
             Solver::Cg {
                 steps: 50,
                 tol: 1e-6,
@@ -1207,7 +1467,15 @@ mod tests {
         .unwrap();
         let mut cg: Vec<f32> = (0..n_users * f).map(|_| lcg(&mut seed)).collect();
         for _ in 0..5 {
-            solve_side(&csr, &y, &mut cg, f, 0.1, Solver::Cg { steps: f, tol: 0.0 }).unwrap();
+            solve_side(
+                &csr,
+                &y,
+                &mut cg,
+                f,
+                Penalty::global(0.1),
+                Solver::Cg { steps: f, tol: 0.0 },
+            )
+            .unwrap();
         }
         for u in 0..n_users {
             let (idx, conf) = csr.row(u);
@@ -1233,6 +1501,89 @@ mod tests {
         }
         // The empty row is exactly zero.
         assert!(chol[f..2 * f].iter().all(|v| *v == 0.0));
+    }
+
+    #[test]
+    fn per_row_penalties_match_the_dense_solution() {
+        let (n_users, n_items, f) = (7, 9, 5);
+        let mut seed = 11u64;
+        let y: Vec<f32> = (0..n_items * f).map(|_| lcg(&mut seed)).collect();
+        // Rows of 3 items, none, 1, 7 (>= f: the f x f exact form), 2 with a confidence beyond
+        // EXACT_ABOVE (the CG solvers' exact rows), all 9, and 4.
+        let indptr = [0i64, 3, 3, 4, 11, 13, 22, 26];
+        let indices = [
+            0i32, 2, 6, 1, 0, 1, 2, 3, 4, 5, 6, 3, 8, 0, 1, 2, 3, 4, 5, 6, 7, 8, 1, 4, 7, 8,
+        ];
+        let data = [
+            3.0f32, 1.0, 10.0, 2.0, 41.0, 1.5, 1.0, 7.0, 1e4, 2.5, 1.0, 2e5, 3.0, 1.0, 2.0, 3.0,
+            4.0, 5.0, 6.0, 7.0, 8.0, 9.0, 1.0, 1.0, 1.0, 60.0,
+        ];
+        let csr = CsrView::new(&indptr, &indices, &data, n_items).unwrap();
+        // Row 2's penalty is 0 (YᵀY alone is positive definite here); row 6's is 40x row 0's.
+        let scale = [0.5f32, 2.0, 0.0, 3.7, 1.0, 10.0, 20.0];
+        let penalty = Penalty {
+            lambda: 0.3,
+            row_scale: Some(&scale),
+        };
+        let solve = |solver: Solver, start: f32, sweeps: usize| {
+            let mut x = vec![start; n_users * f];
+            for _ in 0..sweeps {
+                solve_side(&csr, &y, &mut x, f, penalty, solver).unwrap();
+            }
+            x
+        };
+        // To a tolerance that only the step cap ends (the stopping rule is tested elsewhere).
+        let tolerance = |steps| Solver::Cg { steps, tol: 1e-10 };
+        let auto = Solver::Auto {
+            steps: 50,
+            tol: 1e-10,
+        };
+        let runs = [
+            ("reference", solve(Solver::Reference, 0.1, 1), 1e-4),
+            ("cholesky", solve(Solver::Cholesky, 0.1, 1), 1e-4),
+            ("cg to tolerance", solve(tolerance(50), 0.1, 1), 1e-3),
+            ("auto", solve(auto, -0.2, 1), 1e-3),
+            (
+                "fixed-step cg",
+                solve(Solver::Cg { steps: f, tol: 0.0 }, 0.3, 4),
+                1e-3,
+            ),
+        ];
+        for u in 0..n_users {
+            let (idx, conf) = csr.row(u);
+            let want = dense_row(&y, f, idx, conf, 0.3 * scale[u] as f64);
+            let size = want.iter().fold(1.0f64, |m, v| m.max(v.abs()));
+            for (name, x, tol) in &runs {
+                for k in 0..f {
+                    let err = (x[u * f + k] as f64 - want[k]).abs();
+                    assert!(err < tol * size, "{name} u={u} k={k}: {err}");
+                }
+            }
+        }
+        // A scale of ones is the global penalty (through the eigenbasis instead of Cholesky).
+        let ones = [1.0f32; 7];
+        let mut per_row = vec![0.1f32; n_users * f];
+        let mut global = per_row.clone();
+        let ones_penalty = Penalty {
+            lambda: 0.3,
+            row_scale: Some(&ones),
+        };
+        solve_side(&csr, &y, &mut per_row, f, ones_penalty, Solver::Cholesky).unwrap();
+        let global_penalty = Penalty::global(0.3);
+        solve_side(&csr, &y, &mut global, f, global_penalty, Solver::Cholesky).unwrap();
+        for (a, b) in per_row.iter().zip(&global) {
+            assert!((a - b).abs() < 1e-4, "{a} vs {b}");
+        }
+        // Bad scales are errors, not garbage.
+        let mut x = vec![0.0f32; n_users * f];
+        let negative = [1.0f32, 1.0, 1.0, -1.0, 1.0, 1.0, 1.0];
+        for bad in [&[1.0f32; 6][..], &negative, &[f32::NAN; 7], &[f32::MAX; 7]] {
+            let bad = Penalty {
+                lambda: 3.0,
+                row_scale: Some(bad),
+            };
+            assert!(solve_side(&csr, &y, &mut x, f, bad, Solver::Cholesky).is_err());
+        }
     }
 
     #[test]
@@ -1266,7 +1617,15 @@ mod tests {
         let csr = CsrView::new(&indptr, &indices, &data, n_items).unwrap();
         assert!(use_z(&csr, f));
         let mut reference = vec![0.0f32; 300 * f];
-        solve_side(&csr, &y, &mut reference, f, 0.2, Solver::Reference).unwrap();
+        solve_side(
+            &csr,
+            &y,
+            &mut reference,
+            f,
+            Penalty::global(0.2),
+            Solver::Reference,
+        )
+        .unwrap();
         let mut auto: Vec<f32> = (0..300 * f).map(|_| lcg(&mut seed)).collect();
         let solver = Solver::parse("cg", 40, 1e-9).unwrap();
         assert_eq!(
@@ -1276,7 +1635,7 @@ mod tests {
                 tol: 1e-9
             }
         );
-        solve_side(&csr, &y, &mut auto, f, 0.2, solver).unwrap();
+        solve_side(&csr, &y, &mut auto, f, Penalty::global(0.2), solver).unwrap();
         for (k, (a, r)) in auto.iter().zip(&reference).enumerate() {
             assert!((a - r).abs() < 1e-3 * (1.0 + r.abs()), "{k}: {a} vs {r}");
         }
@@ -1288,13 +1647,14 @@ mod tests {
         for f in [5usize, 127, 128, 160, 300] {
             let rows = 37;
             let a: Vec<f32> = (0..rows * f).map(|_| lcg(&mut seed)).collect();
-            for tri in [Triangle::Lower, Triangle::Upper] {
+            for tri in [Triangle::Lower, Triangle::Upper, Triangle::Full] {
                 let m: Vec<f32> = (0..f * f)
                     .map(|k| {
                         let (r, c) = (k / f, k % f);
                         let inside = match tri {
                             Triangle::Lower => c <= r,
                             Triangle::Upper => c >= r,
+                            Triangle::Full => true,
                         };
                         if inside {
                             lcg(&mut seed)
@@ -1342,7 +1702,15 @@ mod tests {
         let run = |threads: usize| {
             let mut x = init.clone();
             crate::kernels::pool::with_threads(threads, || {
-                solve_side(&csr, &y, &mut x, f, 0.05, Solver::Cg { steps: 3, tol: 0.0 }).unwrap()
+                solve_side(
+                    &csr,
+                    &y,
+                    &mut x,
+                    f,
+                    Penalty::global(0.05),
+                    Solver::Cg { steps: 3, tol: 0.0 },
+                )
+                .unwrap()
             })
             .unwrap();
             x
@@ -1355,17 +1723,33 @@ mod tests {
         let y = vec![1.0f32, 0.0, 1.0, 0.0]; // rank-1 item matrix, f = 2
         let csr = CsrView::new(&[0, 1], &[0], &[2.0], 2).unwrap();
         let mut x = vec![0.0f32; 2];
-        assert!(solve_side(&csr, &y, &mut x, 2, 0.0, Solver::Reference).is_err());
+        assert!(solve_side(&csr, &y, &mut x, 2, Penalty::global(0.0), Solver::Reference).is_err());
         let mut short = vec![0.0f32; 1];
-        assert!(solve_side(&csr, &y, &mut short, 2, 0.1, Solver::Cholesky).is_err());
-        assert!(solve_side(&csr, &y, &mut x, 2, f32::NAN, Solver::Cholesky).is_err());
+        assert!(solve_side(
+            &csr,
+            &y,
+            &mut short,
+            2,
+            Penalty::global(0.1),
+            Solver::Cholesky
+        )
+        .is_err());
+        assert!(solve_side(
+            &csr,
+            &y,
+            &mut x,
+            2,
+            Penalty::global(f32::NAN),
+            Solver::Cholesky
+        )
+        .is_err());
         assert!(Solver::parse("lu", 3, 1e-4).is_err());
         assert!(Solver::parse("cg", 0, 1e-4).is_err());
         assert!(Solver::parse("cg", 3, -1.0).is_err());
         assert!(Solver::parse("cg", 3, f32::NAN).is_err());
         // Confidences below 1 have no square root of c - 1: an error, not a NaN.
         let low = CsrView::new(&[0, 1], &[0], &[0.5], 2).unwrap();
-        assert!(solve_side(&low, &y, &mut x, 2, 0.1, Solver::Cholesky).is_err());
+        assert!(solve_side(&low, &y, &mut x, 2, Penalty::global(0.1), Solver::Cholesky).is_err());
     }
 
     #[test]
@@ -1394,10 +1778,47 @@ mod tests {
         }
         let reg = 0.3f64;
         want += reg * x.iter().chain(&y).map(|v| (*v as f64).powi(2)).sum::<f64>();
-        let got = loss(&csr, &x, &y, f, reg as f32).unwrap();
+        let got = loss(
+            &csr,
+            &x,
+            &y,
+            f,
+            Penalty::global(reg as f32),
+            Penalty::global(reg as f32),
+        )
+        .unwrap();
         assert!(
             (got - want).abs() < 1e-5 * want.abs().max(1.0),
             "{got} vs {want}"
         );
+        // Per-row penalties: lambda * scale_r on each user's and item's squared norm.
+        let sq = |v: &[f32]| v.iter().map(|a| (*a as f64).powi(2)).sum::<f64>();
+        let user_scale: Vec<f32> = (0..x.len() / f).map(|u| 0.5 + u as f32).collect();
+        let item_scale: Vec<f32> = (0..y.len() / f).map(|i| 2.0 / (1.0 + i as f32)).collect();
+        let mut want_rows = want - reg * (sq(&x) + sq(&y));
+        for (u, xu) in x.chunks_exact(f).enumerate() {
+            want_rows += reg * user_scale[u] as f64 * sq(xu);
+        }
+        for (i, yi) in y.chunks_exact(f).enumerate() {
+            want_rows += reg * item_scale[i] as f64 * sq(yi);
+        }
+        let pen = |row_scale| Penalty {
+            lambda: reg as f32,
+            row_scale,
+        };
+        let got = loss(
+            &csr,
+            &x,
+            &y,
+            f,
+            pen(Some(&user_scale)),
+            pen(Some(&item_scale)),
+        )
+        .unwrap();
+        assert!(
+            (got - want_rows).abs() < 1e-5 * want_rows.abs().max(1.0),
+            "{got} vs {want_rows}"
+        );
+        assert!(loss(&csr, &x, &y, f, pen(Some(&item_scale)), pen(None)).is_err());
     }
 }

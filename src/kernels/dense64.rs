@@ -1,6 +1,14 @@
 //! Small dense f64 kernels for the exact ALS row solves: a symmetric rank-k update (`Σ r rᵀ`
 //! over the rows of a matrix) with an AVX2 register-tiled version, for matrices of a few dozen
-//! to a few hundred columns.
+//! to a few hundred columns, and the symmetric eigendecomposition both the ALS per-row penalty
+//! and PCA use.
+
+use faer::diag::Diag;
+use faer::dyn_stack::{MemBuffer, MemStack};
+use faer::linalg::evd;
+use faer::{Mat, MatRef, Par};
+
+use crate::error::{CoreError, CoreResult};
 
 /// Rows handled per pass of the tiled kernel, so that a block of rows stays in cache while every
 /// output tile streams it.
@@ -211,6 +219,31 @@ pub fn cholesky_solve(l: &[f64], n: usize, ld: usize, b: &mut [f64]) {
             *bk -= lk * xi;
         }
     }
+}
+
+/// Eigenvalues (increasing) and eigenvectors of the symmetric matrix `a` (lower half read).
+pub fn eigh(a: MatRef<'_, f64>) -> CoreResult<(Mat<f64>, Vec<f64>)> {
+    let n = a.nrows();
+    let mut u = Mat::zeros(n, n);
+    let mut s = Diag::zeros(n);
+    let req = evd::self_adjoint_evd_scratch::<f64>(
+        n,
+        evd::ComputeEigenvectors::Yes,
+        Par::Seq,
+        Default::default(),
+    );
+    let mut mem = MemBuffer::new(req);
+    evd::self_adjoint_evd(
+        a,
+        s.as_mut(),
+        Some(u.as_mut()),
+        Par::Seq,
+        MemStack::new(&mut mem),
+        Default::default(),
+    )
+    .map_err(|e| CoreError::Value(format!("eigendecomposition did not converge: {e:?}")))?;
+    let s = (0..n).map(|i| s.column_vector()[i]).collect();
+    Ok((u, s))
 }
 
 #[cfg(test)]

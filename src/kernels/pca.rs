@@ -47,12 +47,13 @@
 use faer::diag::Diag;
 use faer::dyn_stack::{MemBuffer, MemStack};
 use faer::linalg::matmul::{matmul, triangular, triangular::BlockStructure};
-use faer::linalg::{evd, householder, qr, svd};
+use faer::linalg::{householder, qr, svd};
 use faer::{Accum, Mat, MatMut, MatRef, Par};
 use rayon::prelude::*;
 use std::ops::Range;
 
 use crate::error::{shape_err, CoreError, CoreResult};
+use crate::kernels::dense64::eigh;
 
 /// Rows centred into one f64 buffer at a time.
 const BLOCK_ROWS: usize = 512;
@@ -643,31 +644,6 @@ fn gram_times<T: Element>(
     let sumsq = parts.iter().map(|p| p.1).sum();
     let z = sum_in_order(parts.into_iter().map(|p| p.0).collect(), d * l);
     (Mat::from_fn(d, l, |i, j| z[i + j * d]), sumsq)
-}
-
-/// Eigenvalues (increasing) and eigenvectors of the symmetric matrix `a` (lower half read).
-fn eigh(a: MatRef<'_, f64>) -> CoreResult<(Mat<f64>, Vec<f64>)> {
-    let n = a.nrows();
-    let mut u = Mat::zeros(n, n);
-    let mut s = Diag::zeros(n);
-    let req = evd::self_adjoint_evd_scratch::<f64>(
-        n,
-        evd::ComputeEigenvectors::Yes,
-        Par::Seq,
-        Default::default(),
-    );
-    let mut mem = MemBuffer::new(req);
-    evd::self_adjoint_evd(
-        a,
-        s.as_mut(),
-        Some(u.as_mut()),
-        Par::Seq,
-        MemStack::new(&mut mem),
-        Default::default(),
-    )
-    .map_err(|e| CoreError::Value(format!("eigendecomposition did not converge: {e:?}")))?;
-    let s = (0..n).map(|i| s.column_vector()[i]).collect();
-    Ok((u, s))
 }
 
 /// Thin SVD `m = U S Vᵀ`: `(U, S)`, singular values decreasing.
