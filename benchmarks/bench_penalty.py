@@ -200,7 +200,7 @@ def confidences(ratings: sp.csr_matrix) -> sp.csr_matrix:
     return C
 
 
-def rusket_als(seed: int) -> rusket.ALS:
+def rusket_als(seed: int, nu: float = 0.0) -> rusket.ALS:
     return rusket.ALS(
         factors=FACTORS,
         iterations=ITERATIONS,
@@ -208,40 +208,46 @@ def rusket_als(seed: int) -> rusket.ALS:
         seed=seed,
         solver="cholesky",
         num_threads=1,
+        regularization_exponent=nu,
     )
 
 
 def check_against_rusket() -> None:
-    """The numpy solver at ``nu = 0`` against rusket's exact solver, same data and start."""
+    """The numpy solver against rusket's exact solver, same data and start, at ``nu = 0`` (one
+    penalty) and ``nu = 0.5`` (rusket's per-row penalty, its default since it was built)."""
     df = rusket.datasets.make_purchases(n_customers=2_000, n_articles=500, n_lines=20_000, seed=0)
     train, _ = time_split(df, "order_date", test_size=0.2)
-    model = rusket_als(0).from_transactions(train, *COLS)
-    state = model._fitted_state()
-    C = sp.csr_matrix(state.seen, dtype=np.float64)  # the confidences rusket trained on
-    lam_u, lam_i = row_penalties(C, 0.0, 1.0)
-    assert np.allclose(lam_u, model.regularization_, rtol=1e-12, atol=0.0)
-    # nu = 1 is MLlib's objective with rusket's regParam (every row here has pairs)
-    wr_u, wr_i = row_penalties(C, 1.0, 1.0)
-    reg = auto_reg_param(C.data, *C.shape)
-    assert np.allclose(wr_u, reg * np.diff(C.indptr), rtol=1e-9)
-    assert np.allclose(wr_i, reg * np.bincount(C.indices, minlength=C.shape[1]), rtol=1e-9)
-    X, Y = fit(C, lam_u, lam_i, seed=0)
-    ours = loss(C, X, Y, lam_u, lam_i)
-    theirs = loss(
-        C,
-        state.user_factors.astype(np.float64),
-        state.item_factors.astype(np.float64),
-        lam_u,
-        lam_i,
-    )
-    rel = (ours - theirs) / theirs
-    print(
-        f"check: numpy per-row ALS at nu=0 vs rusket.ALS(solver='cholesky'), {C.shape[0]} x "
-        f"{C.shape[1]}, {C.nnz} pairs, lambda {model.regularization_:.4g}: loss {ours:.10g} vs "
-        f"{theirs:.10g}, relative difference {rel:+.2e}; max |user factor difference| "
-        f"{np.abs(X - state.user_factors).max():.2e} (max |factor| {np.abs(X).max():.2e})"
-    )
-    assert abs(rel) < 1e-6, f"the numpy solver does not match rusket: relative loss diff {rel}"
+    for nu in (0.0, 0.5):
+        model = rusket_als(0, nu).from_transactions(train, *COLS)
+        state = model._fitted_state()
+        C = sp.csr_matrix(state.seen, dtype=np.float64)  # the confidences rusket trained on
+        lam_u, lam_i = row_penalties(C, nu, 1.0)
+        n_u = np.maximum(np.diff(C.indptr), 1)
+        assert np.allclose(lam_u, model.regularization_ * n_u**nu, rtol=1e-9, atol=0.0)
+        if nu == 0.0:
+            # nu = 1 is MLlib's objective with rusket's regParam (every row here has pairs)
+            wr_u, wr_i = row_penalties(C, 1.0, 1.0)
+            reg = auto_reg_param(C.data, *C.shape)
+            assert np.allclose(wr_u, reg * np.diff(C.indptr), rtol=1e-9)
+            assert np.allclose(wr_i, reg * np.bincount(C.indices, minlength=C.shape[1]), rtol=1e-9)
+        X, Y = fit(C, lam_u, lam_i, seed=0)
+        ours = loss(C, X, Y, lam_u, lam_i)
+        theirs = loss(
+            C,
+            state.user_factors.astype(np.float64),
+            state.item_factors.astype(np.float64),
+            lam_u,
+            lam_i,
+        )
+        rel = (ours - theirs) / theirs
+        print(
+            f"check: numpy per-row ALS at nu={nu} vs rusket.ALS(solver='cholesky', "
+            f"regularization_exponent={nu}), {C.shape[0]} x {C.shape[1]}, {C.nnz} pairs, lambda "
+            f"{model.regularization_:.4g}: loss {ours:.10g} vs {theirs:.10g}, relative difference "
+            f"{rel:+.2e}; max |user factor difference| "
+            f"{np.abs(X - state.user_factors).max():.2e} (max |factor| {np.abs(X).max():.2e})"
+        )
+        assert abs(rel) < 1e-6, f"the numpy solver does not match rusket: relative loss diff {rel}"
 
 
 def parse_variant(variant: str) -> tuple[float, float]:

@@ -505,8 +505,16 @@ def test_auto_regularization_scales_with_the_confidences(purchases):
     large = rusket.ALS(factors=4, iterations=2, alpha=40.0).from_transactions(
         purchases, "customer_id", "article_id", "sales_amount"
     )
-    conf = large._fitted("_user_items").data
-    assert large.regularization_ == pytest.approx(3.0 * conf.mean(dtype=np.float64), rel=1e-6)
+    seen = large._fitted("_user_items")
+    _, lam_i = reference.row_penalties(seen, "auto", large.regularization_exponent)
+    n_i = np.bincount(seen.indices, minlength=seen.shape[1])
+    assert seen.shape[0] >= seen.shape[1]  # the articles set the scale: 3 * mean(c) on average
+    assert np.mean(lam_i) == pytest.approx(3.0 * seen.data.mean(dtype=np.float64), rel=1e-6)
+    assert large.regularization_ * np.maximum(n_i, 1) ** 0.5 == pytest.approx(lam_i, rel=1e-6)
+    flat = rusket.ALS(factors=4, iterations=2, regularization_exponent=0).from_transactions(
+        purchases, "customer_id", "article_id", "sales_amount"
+    )
+    assert flat.regularization_ == pytest.approx(3.0 * seen.data.mean(dtype=np.float64), rel=1e-6)
     assert large.regularization_ > 10 * small.regularization_
     fixed = rusket.ALS(factors=4, iterations=2, regularization=0.5).from_transactions(
         purchases, "customer_id", "article_id", "sales_amount"

@@ -8,6 +8,7 @@ import pytest
 import scipy.sparse as sp
 
 import rusket
+from tests import reference
 
 
 def _reference(model: rusket.ALS, user, item) -> tuple[float, dict, np.ndarray]:
@@ -20,7 +21,10 @@ def _reference(model: rusket.ALS, user, item) -> tuple[float, dict, np.ndarray]:
     c = np.ones(len(y))
     row = state.seen[u]
     c[row.indices] = row.data
-    a = y.T @ (c[:, None] * y) + model.regularization_ * np.eye(y.shape[1])
+    lam_u, _ = reference.row_penalties(
+        state.seen, model.regularization, model.regularization_exponent
+    )
+    a = y.T @ (c[:, None] * y) + lam_u[u] * np.eye(y.shape[1])
     inv = np.linalg.inv(a)
     parts = {state.item_labels[j]: c[j] * y[i] @ inv @ y[j] for j in row.indices}
     x = inv @ (y[row.indices].T @ c[row.indices])
@@ -130,9 +134,10 @@ def test_fold_in_recommend_basket_and_explain_agree_with_implicit(small_purchase
         warnings.simplefilter("ignore")  # implicit's BLAS-threads advice
         from implicit.cpu.als import AlternatingLeastSquares
 
-        model = rusket.ALS(factors=6, iterations=4, solver="cholesky").from_transactions(
-            small_purchases, "customer_id", "article_id", "sales_amount"
-        )
+        # implicit has one penalty for every row: rusket's regularization_exponent=0.
+        model = rusket.ALS(
+            factors=6, iterations=4, solver="cholesky", regularization_exponent=0.0
+        ).from_transactions(small_purchases, "customer_id", "article_id", "sales_amount")
         state = model._fitted_state()
         peer = AlternatingLeastSquares(
             factors=6, regularization=model.regularization_, use_cg=False, random_state=0

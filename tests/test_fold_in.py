@@ -59,6 +59,11 @@ def test_fold_in_of_training_customers_is_their_exact_solve(
     assert out["user_id"].tolist() == state.user_labels.tolist()
     got = _vectors(out)
 
+    # Every customer's penalty grows with their number of articles (the default exponent 0.5).
+    lam_u, _ = reference.row_penalties(state.seen, regularization, 0.5)
+    np.testing.assert_allclose(
+        lam_u, model.regularization_ * np.maximum(lengths, 1) ** 0.5, rtol=1e-6
+    )
     rust = np.zeros_like(state.user_factors)
     _core.als_solve_side(
         *_csr_arrays(state.seen),
@@ -68,8 +73,9 @@ def test_fold_in_of_training_customers_is_their_exact_solve(
         solver="cholesky",
         cg_steps=1,
         num_threads=1,
+        row_scale=(np.maximum(lengths, 1) ** 0.5).astype(np.float32),
     )
-    dense = reference.als_half_step(state.seen, state.item_factors, model.regularization_)
+    dense = reference.als_half_step(state.seen, state.item_factors, lam_u)
     scale = np.abs(dense).max()
     np.testing.assert_allclose(got, dense, atol=1e-5 * scale, rtol=0)
     np.testing.assert_allclose(got, rust, atol=1e-5 * scale, rtol=0)
@@ -279,9 +285,9 @@ def test_one_item_and_one_customer_models():
         one_user, "c", "a"
     )
     vec = model.fold_in(one_user, "c", "a", format="numpy")["vector"]
-    ref = reference.als_half_step(
-        model._fitted_state().seen, model.item_factors, model.regularization_
-    )
+    seen = model._fitted_state().seen
+    lam_u, _ = reference.row_penalties(seen, "auto", model.regularization_exponent)
+    ref = reference.als_half_step(seen, model.item_factors, lam_u)
     np.testing.assert_allclose(vec, ref, rtol=1e-5, atol=1e-7)
 
 
@@ -344,7 +350,8 @@ def test_any_basket_gets_the_dense_reference_vector(n_items, factors, seed, bask
     conf = sp.csr_matrix(
         np.where(summed > 0, 1.0 + 40.0 * np.log1p(summed), 0.0).astype(np.float32)[None]
     )
-    lam = model.regularization_
+    # The basket's penalty follows its number of distinct articles, like a training row's.
+    lam = model.regularization_ * np.count_nonzero(summed > 0) ** model.regularization_exponent
     ref = reference.als_half_step(conf, model.item_factors, lam)[0]
     frame = pd.DataFrame({"c": 0, "a": items, "r": amounts})
     got = model.fold_in(frame, "c", "a", "r", format="numpy")["vector"][0]

@@ -12,7 +12,6 @@ import pytest
 import scipy.sparse as sp
 
 import rusket
-from rusket.als import _penalty
 from rusket.datasets import make_purchases
 from tests import reference
 
@@ -83,7 +82,10 @@ def test_lines_are_summed_with_the_history_and_untouched_rows_stay(small_purchas
     np.testing.assert_array_equal(after.item_factors[keep_i], before.item_factors[keep_i])
     assert not np.array_equal(after.user_factors[row], before.user_factors[row])
     # regularization="auto" follows the merged history, as training_loss reads it.
-    assert model.regularization_ == _penalty("auto", after.seen.data)
+    lam_u, _ = reference.row_penalties(after.seen, "auto", model.regularization_exponent)
+    n_u = np.diff(after.seen.indptr)
+    nu = model.regularization_exponent
+    np.testing.assert_allclose(lam_u, model.regularization_ * np.maximum(n_u, 1) ** nu, rtol=1e-6)
 
 
 def test_touched_articles_are_solved_exactly_against_the_final_customers(log):
@@ -94,7 +96,8 @@ def test_touched_articles_are_solved_exactly_against_the_final_customers(log):
     touched = state.item_index().rows(np.unique(log.iloc[half:].article_id))
     conf_i = state.seen.T.tocsr()[touched]
     conf_i.sort_indices()
-    ref = reference.als_half_step(conf_i, state.user_factors, model.regularization_)
+    _, lam_i = reference.row_penalties(state.seen, "auto", model.regularization_exponent)
+    ref = reference.als_half_step(conf_i, state.user_factors, lam_i[touched])
     np.testing.assert_allclose(
         state.item_factors[touched], ref, atol=1e-5 * np.abs(ref).max(), rtol=0
     )
@@ -136,7 +139,8 @@ def test_seen_items_include_the_new_lines_and_new_rows_serve(small_purchases):
     )["vector"]
     cols = np.sort(state.item_index().rows(["new_article", top]))
     conf = sp.csr_matrix((np.full(2, _log(1.0)), cols, [0, 2]), shape=(1, len(state.item_labels)))
-    ref = reference.als_half_step(conf, state.item_factors, model.regularization_)
+    lam = model.regularization_ * 2**model.regularization_exponent  # two articles
+    ref = reference.als_half_step(conf, state.item_factors, lam)
     np.testing.assert_allclose(vec, ref, atol=1e-5 * np.abs(ref).max(), rtol=0)
 
 

@@ -3,14 +3,14 @@
 Everything here is the user step of Hu, Koren & Volinsky (2008) held against the fixed item
 factors ``Y``: a customer with confidences ``c_j`` on the articles ``j`` of a history gets
 
-    x = A^-1 b,   A = Y^T Y + sum_j (c_j - 1) y_j y_j^T + lambda I,   b = sum_j c_j y_j,
+    x = A^-1 b,   A = Y^T Y + sum_j (c_j - 1) y_j y_j^T + lambda_L I,   b = sum_j c_j y_j,
 
-the exact minimiser of that customer's part of the training loss (``lambda`` is the model's
-penalty, ``"auto"`` evaluated over its stored confidences exactly like ``training_loss``). The
-shared part ``Y^T Y + lambda I = R R^T`` and the whitened item factors ``Y R^-T`` are computed
-once per fitted state (kept in the state's cache, never pickled); a customer with ``L``
-articles then costs ``O(L^2 f + f^2)`` (``L < f``) or ``O(L f^2 + f^3)`` in numpy float64
-(:func:`solve_rows`).
+the exact minimiser of that customer's part of the training loss (``lambda_L`` is the model's
+penalty for a row of ``L`` articles, ``lambda * max(L, 1) ** regularization_exponent`` with
+``"auto"`` evaluated over its stored confidences exactly like ``training_loss``). The
+eigendecomposition ``Y^T Y = Q D Q^T`` and the rotated item factors ``Y Q`` are computed once per
+fitted state (kept in the state's cache, never pickled); a customer with ``L`` articles then
+costs ``O(L^2 f + f^2)`` (``L < f``) or ``O(L f^2 + f^3)`` in numpy float64 (:func:`solve_rows`).
 
 :func:`partial_fit` goes the other way round: it merges new order lines into the stored history
 and re-solves the touched rows with the Rust half-step (``_core.als_solve_side``) against the
@@ -22,6 +22,7 @@ wrappers over the functions of this module.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -57,57 +58,76 @@ def _gram(state: _Fitted) -> np.ndarray:
     return gram
 
 
-def penalty(model: ALS, state: _Fitted, p: dict[str, Any] | None = None) -> float:
-    """The model's ``lambda``: ``regularization``, or ``"auto"`` over the stored confidences
-    (the value ``training_loss`` uses; equal to ``regularization_`` after ``fit``)."""
-    from rusket.als import _penalty
+@dataclass(frozen=True)
+class RowPenalty:
+    """The model's penalty of a row with ``n`` pairs: ``lam * max(n, 1) ** exponent``."""
 
-    reg = (p if p is not None else model._checked_params())["regularization"]
+    lam: float
+    exponent: float
+
+    def of(self, n: int) -> float:
+        return self.lam * float(max(n, 1)) ** self.exponent
+
+
+def penalty(model: ALS, state: _Fitted, p: dict[str, Any] | None = None) -> RowPenalty:
+    """The model's penalty: ``regularization``, or ``"auto"`` over the stored confidences
+    (the value ``training_loss`` uses; ``lam`` equals ``regularization_`` after ``fit``)."""
+    from rusket.als import _base_penalty
+
+    p = p if p is not None else model._checked_params()
+    reg, nu = p["regularization"], p["regularization_exponent"]
     # "auto" averages every stored confidence: once per state, not per call.
     lam: float = state._cached(
-        f"fold_in_penalty_{reg!r}", lambda: _penalty(reg, np.asarray(state.seen.data))
+        f"fold_in_penalty_{reg!r}_{nu!r}", lambda: _base_penalty(p, state.seen)
     )
-    return lam
+    return RowPenalty(lam, nu)
 
 
-def _whitened(state: _Fitted, lam: float) -> tuple[np.ndarray, np.ndarray]:
-    """``(W, R^-1)`` for ``P = Y^T Y + lambda I = R R^T`` (Cholesky): the whitened item factors
-    ``W = Y R^-T`` (float64, a row per item) and ``R^-1``, cached in the state per penalty."""
+def _eigenbasis(state: _Fitted) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``(V, Q, d)`` for ``Y^T Y = Q diag(d) Q^T``: the rotated item factors ``V = Y Q``
+    (float64, a row per item), ``Q`` and the eigenvalues, cached in the state."""
 
-    def build() -> tuple[np.ndarray, np.ndarray]:
-        f = state.item_factors.shape[1]
-        try:
-            r = np.linalg.cholesky(_gram(state) + lam * np.eye(f))
-        except np.linalg.LinAlgError:
-            raise ValueError(
-                "Y^T Y + regularization is singular (the item factors span fewer dimensions "
-                "than factors and regularization is 0); use regularization > 0"
-            ) from None
-        r_inv = np.linalg.inv(r)
-        return _frozen(state.item_factors.astype(np.float64) @ r_inv.T), _frozen(r_inv)
+    def build() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        d, q = np.linalg.eigh(_gram(state))
+        v = state.item_factors.astype(np.float64) @ q
+        return _frozen(v), _frozen(q), _frozen(np.maximum(d, 0.0))
 
-    pair: tuple[np.ndarray, np.ndarray] = state._cached(f"fold_in_whitened_{lam!r}", build)
-    return pair
+    basis: tuple[np.ndarray, np.ndarray, np.ndarray] = state._cached("fold_in_eigen", build)
+    return basis
+
+
+def _scales(d: np.ndarray, lam: float) -> np.ndarray:
+    """``(d + lam)^-1/2``: with ``P = Y^T Y + lam I = Q diag(d + lam) Q^T``, ``R = Q diag(s)^-1``
+    whitens ``P`` (``R^T P^-1 R = I``)."""
+    t = d + lam
+    if not np.all(np.isfinite(t)) or t.min() <= 1e-14 * max(float(t.max()), 1e-300):
+        raise ValueError(
+            "Y^T Y + regularization is singular (the item factors span fewer dimensions "
+            "than factors and regularization is 0); use regularization > 0"
+        )
+    scales: np.ndarray = 1.0 / np.sqrt(t)
+    return scales
 
 
 def solve_rows(
-    state: _Fitted, lam: float, indptr: np.ndarray, cols: np.ndarray, conf: np.ndarray
+    state: _Fitted, pen: RowPenalty, indptr: np.ndarray, cols: np.ndarray, conf: np.ndarray
 ) -> np.ndarray:
     """The exactly solved vector of every row of a CSR of confidences against the state's item
     factors, float32 ``(n_rows, f)``. An empty row gets the zero vector (``b = 0``).
 
-    In whitened coordinates (``y_j = R w_j``, ``P = Y^T Y + lambda I = R R^T``) a row's system
-    is ``(I + U^T U) z = b~`` with ``U = diag(sqrt(c_j - 1)) W_row`` and ``b~ = sum_j c_j w_j``,
-    and ``x = R^-T z``. A row with ``L < f`` articles is solved through the ``L x L`` system
-    ``I + U U^T`` (Woodbury), a longer one through the ``f x f`` one: ``O(L^2 f)`` instead of
-    ``O(f^3)`` for the short baskets that make up most customers (the Rust Cholesky solver
-    does the same). Rows are solved in stacks of equal ``L`` (no padding) with batched
-    BLAS/LAPACK calls, one matrix per row, so a customer gets the same vector alone
-    (``recommend_basket``) or among many (``fold_in``).
+    In whitened coordinates (``P = Y^T Y + lambda I = Q diag(d + lambda) Q^T``, ``s = (d +
+    lambda)^-1/2``, ``w_j = s * (Q^T y_j)``) a row's system is ``(I + U^T U) z = b~`` with
+    ``U = diag(sqrt(c_j - 1)) W_row`` and ``b~ = sum_j c_j w_j``, and ``x = Q (s * z)``; the
+    penalty ``lambda`` of a row depends on its length (``pen``). A row with ``L < f`` articles
+    is solved through the ``L x L`` system ``I + U U^T`` (Woodbury), a longer one through the
+    ``f x f`` one: ``O(L^2 f)`` instead of ``O(f^3)`` for the short baskets that make up most
+    customers (the Rust Cholesky solver does the same). Rows are solved in stacks of equal
+    ``L`` (no padding) with batched BLAS/LAPACK calls, one matrix per row, so a customer gets
+    the same vector alone (``recommend_basket``) or among many (``fold_in``).
     """
     n_rows = len(indptr) - 1
-    white, r_inv = _whitened(state, lam)
-    f = white.shape[1]
+    rotated, q, d = _eigenbasis(state)
+    f = rotated.shape[1]
     out = np.zeros((n_rows, f), dtype=np.float32)
     lengths = np.diff(indptr)
     if n_rows == 1:  # one basket: one stack, no grouping
@@ -121,11 +141,12 @@ def solve_rows(
         width = int(by_length[s0])
         if width == 0:
             continue  # empty histories: x = 0
+        scale = _scales(d, pen.of(width))
         step = max(1, _OUTER_BLOCK // width)
         for k in range(s0, e0, step):
             rows = order[k : min(k + step, e0)]
             pos = indptr[rows][:, None] + np.arange(width)
-            w = white[cols[pos]]  # (B, L, f)
+            w = rotated[cols[pos]] * scale  # (B, L, f)
             c = conf[pos].astype(np.float64)  # (B, L)
             b = np.matmul(c[:, None, :], w)  # (B, 1, f)
             u = np.sqrt(c - 1.0)[:, :, None] * w
@@ -139,7 +160,7 @@ def solve_rows(
                 a = np.matmul(ut, u)
                 a += np.eye(f)
                 z = np.linalg.solve(a, b.transpose(0, 2, 1)).transpose(0, 2, 1)
-            x = np.matmul(z, r_inv)[:, 0, :]  # x^T = z^T R^-1
+            x = np.matmul(z * scale, q.T)[:, 0, :]  # x = Q (s * z)
             if not np.all(np.isfinite(x)):
                 raise ValueError(
                     "the fold-in system overflowed (non-finite values): the confidences are "
@@ -310,7 +331,8 @@ def explain(model: ALS, user: Any, item: Any, n: int) -> tuple[float, np.ndarray
         return 0.0, state.item_labels[:0], np.zeros(0)
     f = state.item_factors.shape[1]
     ys = state.item_factors[idx].astype(np.float64)
-    a = _gram(state) + penalty(model, state) * np.eye(f) + (ys * (c - 1.0)[:, None]).T @ ys
+    lam = penalty(model, state).of(len(idx))
+    a = _gram(state) + lam * np.eye(f) + (ys * (c - 1.0)[:, None]).T @ ys
     try:
         # w_j = A^-1 y_j for every past article j; its share is c_j * y_i . w_j.
         w = np.linalg.solve(a, ys.T)
@@ -369,7 +391,7 @@ def partial_fit(
     rating_col: Any,
     sweeps: int | None,
 ) -> ALS:
-    from rusket.als import _csr_arrays, _initial_factors, _penalty, _solve_kwargs
+    from rusket.als import _base_penalty, _csr_arrays, _initial_factors, _row_scale, _solve_kwargs
 
     p = model._checked_params()
     state: _Fitted | None = model.__dict__.get("_state")
@@ -451,18 +473,21 @@ def partial_fit(
         users[:n_old_u] = state.user_factors
         items[:n_old_i] = state.item_factors
 
-    lam = _penalty(p["regularization"], conf)
+    lam = _base_penalty(p, conf_u)
     kw = _solve_kwargs(p, lam)
     touched_u = np.unique(urows)
     touched_i = np.unique(icols)
-    sub_u = _csr_arrays(conf_u[touched_u])
-    sub_i = _csr_arrays(conf_i[touched_i])
+    sub_u = conf_u[touched_u]
+    sub_i = conf_i[touched_i]
+    # The touched rows are whole rows: their penalties follow from their own lengths.
+    scale_u, scale_i = _row_scale(sub_u, p), _row_scale(sub_i, p)
+    sub_u, sub_i = _csr_arrays(sub_u), _csr_arrays(sub_i)
     for _ in range(sweeps):
         target = np.ascontiguousarray(users[touched_u])
-        _core.als_solve_side(*sub_u, items, target, **kw)
+        _core.als_solve_side(*sub_u, items, target, **kw, row_scale=scale_u)
         users[touched_u] = target
         target = np.ascontiguousarray(items[touched_i])
-        _core.als_solve_side(*sub_i, users, target, **kw)
+        _core.als_solve_side(*sub_i, users, target, **kw, row_scale=scale_i)
         items[touched_i] = target
 
     model.regularization_ = lam

@@ -28,7 +28,19 @@ from rusket.als import ALS, AUTO_PENALTY
 from rusket.interactions import _check_ids, _kind, check_columns, spark_pairs
 
 #: rusket.ALS parameters that fit_als maps onto MLlib (the rest are rusket's own solver's).
-_MAPPED = ("factors", "iterations", "alpha", "regularization", "seed", "confidence", "epsilon")
+#: ``regularization_exponent`` is MLlib's, 1 (ALS-WR), and only that value is accepted.
+_MAPPED = (
+    "factors",
+    "iterations",
+    "alpha",
+    "regularization",
+    "seed",
+    "confidence",
+    "epsilon",
+    "regularization_exponent",
+)
+#: MLlib's penalty of a row: regParam times its number of pairs.
+MLLIB_EXPONENT = 1.0
 #: Accepted and kept on the returned model (used when it scores), not used for training.
 _KEPT = ("num_threads",)
 _SOLVER_ONLY = ("solver", "cg_steps", "cg_tol", "progress")
@@ -78,8 +90,16 @@ def _check_params(params: dict[str, Any]) -> ALS:
                 f"fit_als got an unexpected keyword argument {key!r}{hint} (it takes "
                 f"{', '.join(_MAPPED + _KEPT)}, plus num_blocks and checkpoint_interval)"
             )
-    model = ALS(**params)
+    exponent = params.get("regularization_exponent", MLLIB_EXPONENT)
+    model = ALS(**{**params, "regularization_exponent": exponent})
     model._checked_params()  # the same errors as rusket.ALS for bad values
+    if model.regularization_exponent != MLLIB_EXPONENT:
+        raise ValueError(
+            f"fit_als trains Spark MLlib's ALS, whose penalty is regParam times each row's "
+            f"number of pairs (regularization_exponent=1); got regularization_exponent="
+            f"{exponent!r}. Leave it out (or pass 1), or train in-process with "
+            "rusket.ALS.from_transactions for another exponent"
+        )
     return model
 
 
@@ -284,11 +304,12 @@ def fit_als(
     Notes
     -----
     The objectives differ in the penalty: MLlib (ALS-WR, Zhou et al. 2008) multiplies
-    ``regParam`` by each row's number of rated pairs, rusket's ``regularization`` is one
-    ``lambda`` for every row. The same number is therefore a much stronger penalty in MLlib for
-    active customers and popular articles. ``regularization="auto"`` (the default) sets
-    ``regParam = 3 * mean(confidence) * min(n_customers, n_articles) / n_pairs``: rusket's
-    automatic penalty for a row with the average number of pairs of the denser side (see
+    ``regParam`` by each row's number of rated pairs; that is rusket's objective with
+    ``regularization_exponent=1``, which the returned model carries (its ``training_loss``,
+    ``fold_in`` and ``partial_fit`` use MLlib's objective), while rusket's in-process default
+    is ``0.5``. ``regularization="auto"`` (the default) sets ``regParam = 3 * mean(confidence)
+    * min(n_customers, n_articles) / n_pairs``: rusket's automatic ``lambda`` at exponent 1, the
+    global automatic penalty for a row with the average number of pairs of the denser side (see
     :func:`auto_reg_param`). MLlib also solves every row exactly (Cholesky) from a different
     random start, so the factors are not rusket's, only of a similar model.
 

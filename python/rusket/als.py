@@ -37,18 +37,24 @@ class ALS(FactorModel):
     confidence ``c = 1 + alpha * log(1 + r / epsilon)`` (``confidence="log"``, the default: sales
     amounts and counts are heavy-tailed) or ``c = 1 + alpha * r`` (``confidence="linear"``, Hu et
     al. 2008); unobserved pairs have preference 0 and confidence 1. The loss
-    ``sum c (p - x_u . y_i)^2 + lambda * (|X|^2 + |Y|^2)`` is minimised by solving for all
-    users, then all items, ``iterations`` times.
+    ``sum c (p - x_u . y_i)^2 + sum_u lambda_u |x_u|^2 + sum_i lambda_i |y_i|^2`` is minimised
+    by solving for all users, then all items, ``iterations`` times. Each customer's and each
+    article's penalty grows with its number of distinct pairs ``n``:
+    ``lambda_r = lambda * max(n_r, 1) ** regularization_exponent`` (frequency scaling, as in
+    ALS-WR, Zhou et al. 2008, and Rendle et al. 2021).
 
     Parameters
     ----------
     factors : int, default 64
         Rank of the factorisation (length of each latent vector).
     regularization : float or "auto", default "auto"
-        The L2 penalty ``lambda``. ``"auto"`` scales it with the data: ``lambda = 3 * mean(c)``
-        over the observed pairs, so it follows ``alpha``, ``confidence`` and the size of the
-        ratings (the loss grows with the confidences; a fixed small penalty lets them overfit).
-        The value used is ``regularization_`` after fitting.
+        The L2 penalty ``lambda`` (per row: times ``max(n_r, 1) ** regularization_exponent``).
+        ``"auto"`` scales it with the data: ``3 * mean(c)`` over the observed pairs, divided by
+        the mean of ``max(n_r, 1) ** regularization_exponent`` over the side with more pairs per
+        row (usually the articles), so it follows ``alpha``, ``confidence`` and the size of the
+        ratings (the loss grows with the confidences; a fixed small penalty lets them overfit),
+        and the typical article keeps ``3 * mean(c)``. The value used is ``regularization_``
+        after fitting.
     alpha : float, default 40.0
         Confidence scale of the observed ratings.
     iterations : int, default 15
@@ -80,6 +86,13 @@ class ALS(FactorModel):
         or counts where one more purchase should weigh linearly more, with a small ``alpha``.
     epsilon : float, default 1.0
         Scale of the ``"log"`` confidence.
+    regularization_exponent : float, default 0.5
+        How the penalty grows with a row's number of pairs (see above): ``0`` gives every row
+        the same ``lambda`` (Hu et al. 2008, the ``implicit`` library), ``1`` multiplies it by
+        the number of pairs (ALS-WR: Spark MLlib's objective, what ``rusket.spark.fit_als``
+        trains), ``0.5`` (the default, chosen by measurement: ``benchmarks/README.md``,
+        "Per-row penalty") is in between: active customers and popular articles are held back
+        more than rare ones, which ranks better on purchase logs and MovieLens alike.
 
     Attributes
     ----------
@@ -90,7 +103,8 @@ class ALS(FactorModel):
         The user / item labels seen in training (ints or strings): sorted after
         ``from_transactions``, in the caller's order after ``fit``.
     regularization_ : float
-        The L2 penalty used (the value of ``"auto"``).
+        The ``lambda`` used (the value of ``"auto"``); row ``r``'s penalty is
+        ``regularization_ * max(n_r, 1) ** regularization_exponent``.
     loss_history_ : list of float
         With ``progress=True``, the training objective after each iteration (the bar shows it
         divided by the number of interactions); empty otherwise: use ``training_loss()``.
@@ -121,6 +135,7 @@ class ALS(FactorModel):
         progress: bool = False,
         confidence: str = "log",
         epsilon: float = 1.0,
+        regularization_exponent: float = 0.5,
     ) -> None:
         self.factors = factors
         self.regularization = regularization
@@ -134,12 +149,17 @@ class ALS(FactorModel):
         self.progress = progress
         self.confidence = confidence
         self.epsilon = epsilon
+        self.regularization_exponent = regularization_exponent
 
     # --- parameters (get_params / set_params / repr: Recommender) -----------------------------
 
     _model_name = "ALS"
-    # Files written before cg_tol existed ran a fixed number of CG steps.
-    _legacy_param_values: ClassVar[dict[str, Any]] = {"cg_tol": 0.0}
+    # Files written before cg_tol existed ran a fixed number of CG steps; before
+    # regularization_exponent existed every row had the same penalty.
+    _legacy_param_values: ClassVar[dict[str, Any]] = {
+        "cg_tol": 0.0,
+        "regularization_exponent": 0.0,
+    }
 
     def _checked_params(self) -> dict[str, Any]:
         p: dict[str, Any] = {
@@ -157,7 +177,16 @@ class ALS(FactorModel):
             "num_threads": check_threads(self.num_threads),
             "confidence": check_choice("confidence", self.confidence, _CONFIDENCES),
             "epsilon": check_float("epsilon", self.epsilon),
+            "regularization_exponent": check_float(
+                "regularization_exponent", self.regularization_exponent
+            ),
         }
+        if p["regularization_exponent"] > MAX_EXPONENT:
+            raise ValueError(
+                f"regularization_exponent must be between 0 and {MAX_EXPONENT} (0: one penalty "
+                "for every row, 1: ALS-WR), got "
+                f"{self.regularization_exponent!r}"
+            )
         if p["confidence"] == "log" and p["epsilon"] <= 0:
             raise ValueError(f"epsilon must be > 0 for confidence='log', got {self.epsilon!r}")
         if self.seed is not None:
@@ -261,7 +290,9 @@ class ALS(FactorModel):
         conf_i.sort_indices()
         cu = _csr_arrays(conf_u)
         ci = _csr_arrays(conf_i)
-        lam = _penalty(p["regularization"], cu[2])
+        lam = _base_penalty(p, conf_u)
+        scale_u = _row_scale(conf_u, p)
+        scale_i = _row_scale(conf_i, p)
         n_users, n_items = ratings.shape
         rng = np.random.default_rng(self.seed)
         # Small random items; the first half-sweep solves the users against them, so the users
@@ -276,8 +307,8 @@ class ALS(FactorModel):
         self.loss_history_: list[float] = []
         try:
             for _ in range(p["iterations"]):
-                _core.als_solve_side(*cu, items, users, **kw)
-                _core.als_solve_side(*ci, users, items, **kw)
+                _core.als_solve_side(*cu, items, users, **kw, row_scale=scale_u)
+                _core.als_solve_side(*ci, users, items, **kw, row_scale=scale_i)
                 if bar is not None:
                     loss = _core.als_loss(
                         *cu,
@@ -285,6 +316,8 @@ class ALS(FactorModel):
                         items,
                         regularization=lam,
                         num_threads=p["num_threads"],
+                        user_scale=scale_u,
+                        item_scale=scale_i,
                     )
                     self.loss_history_.append(loss)
                     bar.set_postfix(loss=f"{loss / max(ratings.nnz, 1):.5g}")
@@ -571,8 +604,10 @@ class ALS(FactorModel):
             *seen,
             state.user_factors,
             state.item_factors,
-            regularization=_penalty(p["regularization"], seen[2]),
+            regularization=_base_penalty(p, state.seen),
             num_threads=p["num_threads"],
+            user_scale=_row_scale(state.seen, p),
+            item_scale=_row_scale(state.seen.T.tocsr(), p),
         )
 
 
@@ -594,6 +629,42 @@ def _penalty(regularization: float | str, confidences: np.ndarray) -> float:
         mean = float(np.mean(confidences, dtype=np.float64)) if len(confidences) else 1.0
         return AUTO_PENALTY * mean
     return float(regularization)
+
+
+#: The largest ``regularization_exponent``: beyond ALS-WR's 1 the penalties of active rows grow
+#: faster than their data term (a customer with 1,000 pairs would get 1,000x the penalty at 1).
+MAX_EXPONENT = 2.0
+
+
+def _base_penalty(p: dict[str, Any], seen: sp.spmatrix) -> float:
+    """``lambda`` for checked parameters ``p`` and the user x item matrix of confidences: the
+    value of ``regularization_``; row ``r`` gets ``lambda * max(n_r, 1) ** exponent``.
+
+    For ``"auto"``, ``3 * mean(c)`` divided by the mean of ``max(n_r, 1) ** exponent`` over the
+    rows of the side with more pairs per row (the side with fewer rows), so that a typical row
+    there keeps the global automatic penalty.
+    """
+    seen = sp.csr_matrix(seen)
+    lam = _penalty(p["regularization"], np.asarray(seen.data))
+    nu = p["regularization_exponent"]
+    if p["regularization"] != "auto" or nu == 0 or seen.nnz == 0:
+        return lam
+    n_users, n_items = seen.shape
+    if n_users >= n_items:
+        counts = np.bincount(seen.indices, minlength=n_items)
+    else:
+        counts = np.diff(seen.indptr)
+    return lam / float(np.mean(np.maximum(counts, 1).astype(np.float64) ** nu))
+
+
+def _row_scale(m: sp.spmatrix, p: dict[str, Any]) -> np.ndarray | None:
+    """``max(n_r, 1) ** exponent`` for every row of the CSR matrix ``m`` (float32), or
+    ``None`` when the exponent is 0 (every row gets ``lambda`` itself)."""
+    nu = p["regularization_exponent"]
+    if nu == 0:
+        return None
+    counts = np.diff(sp.csr_matrix(m).indptr)
+    return (np.maximum(counts, 1).astype(np.float64) ** nu).astype(np.float32)
 
 
 def _solve_kwargs(p: dict[str, Any], lam: float) -> dict[str, Any]:
