@@ -495,7 +495,7 @@ def main() -> None:
     ap.add_argument("--mllib-lines", type=int, default=1_000_000)
     ap.add_argument("--factors", type=int, default=32)
     ap.add_argument("--iterations", type=int, default=10)
-    ap.add_argument("--rusket-repeats", type=int, default=3)
+    ap.add_argument("--rusket-repeats", type=int, default=5)
     args = ap.parse_args()
     if args.quick:
         args.lines = min(args.lines, 300_000)
