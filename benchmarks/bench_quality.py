@@ -277,7 +277,8 @@ def run_split(train, test, rating, time_col, s: int, n_trials: int) -> dict[str,
     reg = bp["regularization"]
     desc = (
         f"f={bp['factors']} {bp['confidence']} alpha={bp['alpha']:.3g} "
-        f"reg={reg if isinstance(reg, str) else f'{reg:.3g}'} it={bp['iterations']}"
+        f"reg={reg if isinstance(reg, str) else f'{reg:.3g}'} nu={bp['regularization_exponent']} "
+        f"it={bp['iterations']}"
     )
     score(TUNE_ROW, tuned.best_model, time.perf_counter() - t)
     out[TUNE_ROW]["params"] = desc

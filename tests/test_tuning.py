@@ -18,7 +18,14 @@ from rusket.datasets import make_purchases
 from rusket.evaluation import evaluate, time_split, train_test_split
 
 COLS = ("customer_id", "article_id", "sales_amount")
-PARAMS = ("factors", "regularization", "alpha", "confidence", "iterations")
+PARAMS = (
+    "factors",
+    "regularization",
+    "alpha",
+    "confidence",
+    "regularization_exponent",
+    "iterations",
+)
 METRICS = ("ndcg", "precision", "recall", "map", "hit_rate", "coverage")
 
 
@@ -230,6 +237,9 @@ def test_search_space():
         }
     autos = sum(d["regularization"] == "auto" for d in draws) / len(draws)
     assert 0.2 < autos < 0.4
+    exponents = [d["regularization_exponent"] for d in draws]
+    assert {0.0, 0.5, 1.0} == set(exponents)
+    assert all(0.25 < exponents.count(v) / len(draws) < 0.42 for v in (0.0, 0.5, 1.0))
     # Fixing one parameter leaves the others' draws unchanged.
     a = _tuning.sample_params(np.random.default_rng(5), base, {})
     b = _tuning.sample_params(np.random.default_rng(5), {**base, "factors": 8}, {"factors": 8})

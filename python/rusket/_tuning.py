@@ -48,8 +48,12 @@ _REGULARIZATION_RANGE = (1e-2, 1e3)
 #: scored on a later time hold-out) it lifted the tuned nDCG@10 by 0.002-0.008 over the
 #: log-uniform draws alone.
 _P_AUTO = 0.3
+#: ``regularization_exponent`` (how the penalty grows with a row's pairs): one of these, uniform.
+#: 0.5 (the default) ranks best on MovieLens and the make_purchases logs, 0 on the power-law
+#: synthetic log of benchmarks/bench_als.py at high rank: the best value depends on the data.
+_EXPONENTS = (0.0, 0.5, 1.0)
 #: The parameters drawn per trial; ``iterations`` is the budget.
-SEARCHED = ("factors", "regularization", "alpha", "confidence")
+SEARCHED = ("factors", "regularization", "alpha", "confidence", "regularization_exponent")
 _RESULT_PARAMS = (*SEARCHED, "iterations")
 _METRICS = ("ndcg", "precision", "recall", "map", "hit_rate", "coverage")
 _METRIC_RE = re.compile(r"^([a-z_]+)@([0-9]+)$")
@@ -69,7 +73,8 @@ class TuneResult:
     results : pandas.DataFrame
         One row per trial, best first: ``trial`` (0 is the model's defaults), the searched
         parameters ``factors``, ``regularization`` (a number or ``"auto"``), ``alpha``,
-        ``confidence``, ``penalty`` (the L2 penalty used, ``"auto"`` resolved) and
+        ``confidence``, ``regularization_exponent``, ``penalty`` (the L2 penalty ``lambda``
+        used, ``"auto"`` resolved; a row's is ``lambda * max(n, 1) ** exponent``) and
         ``iterations`` (of the row's model), every metric of
         :func:`rusket.evaluation.evaluate` at the tuned ``k`` on the validation split,
         ``budget`` (the most iterations the trial was trained with), ``rung`` (the last rung it
@@ -229,6 +234,7 @@ def sample_params(
     f_idx = int(rng.integers(len(_FACTORS)))
     is_log = bool(rng.random() < _P_LOG)
     u_alpha, u_reg, u_auto = float(rng.random()), float(rng.random()), float(rng.random())
+    nu_idx = int(rng.integers(len(_EXPONENTS)))
     p = dict(base)
     reg: float | str = _log_uniform(u_reg, *_REGULARIZATION_RANGE)
     if auto_penalty and u_auto < _P_AUTO:
@@ -237,6 +243,7 @@ def sample_params(
         "factors": _FACTORS[f_idx],
         "confidence": "log" if is_log else "linear",
         "regularization": reg,
+        "regularization_exponent": _EXPONENTS[nu_idx],
     }
     for k, v in drawn.items():
         if k not in fixed:
@@ -288,6 +295,8 @@ def tune(
     - ``alpha``: log-uniform in [0.1, 100] for ``"log"``, [0.01, 10] for ``"linear"``;
     - ``regularization``: log-uniform in [0.01, 1000] (the loss scales with the confidences),
       or ``"auto"`` (the model's data-scaled penalty) in 30 % of the trials;
+    - ``regularization_exponent``: 0, 0.5 or 1 (uniform): one penalty for every row, the
+      default's growth with the row's pairs, or ALS-WR's;
     - ``iterations``: the budget. Rungs at 20 %, 40 % and 100 % of the full budget (the
       model's default ``iterations``, 15: rungs of 3, 6 and 15 iterations; a fixed
       ``iterations`` sets the full budget).

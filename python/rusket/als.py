@@ -559,8 +559,9 @@ class ALS(FactorModel):
         progress: bool = False,
         **fixed_params: Any,
     ) -> TuneResult:
-        """Search factors, regularization, alpha, confidence and iterations on a hold-out of
-        ``data`` by successive halving, then refit the best setting on all of ``data``.
+        """Search factors, regularization (and its exponent), alpha, confidence and iterations on
+        a hold-out of ``data`` by successive halving, then refit the best setting on all of
+        ``data``.
 
         The hold-out is the last 20% of the period when ``time_col`` is given, else 20% of each
         customer's articles. ``fixed_params`` are ALS parameters held fixed (e.g.
