@@ -409,25 +409,59 @@ fn solve_per_row(
     let eig = Eigenbasis::new(g64, f)?;
     let mut v = vec![0.0f32; fixed.len()];
     times_square(Some(fixed), &eig.q, Triangle::Full, f, &mut v);
-    if !exact_only {
-        // The warm starts as rows of Qᵀx (each is divided by its s_r below).
-        times_square(None, &eig.q, Triangle::Full, f, target);
+    // What each row gets. Under `Auto`, rows with at most `short_row_limit(f)` items run their
+    // CG from zero: it converges in at most n + 1 steps from any start, a few cheap O(n f)
+    // steps, while a warm start costs an O(f²) transform per row. Only the other CG rows are
+    // transformed to Qᵀx for their warm start.
+    let short_max = match solver {
+        Solver::Auto { .. } => short_row_limit(f),
+        _ => 0,
+    };
+    let kind = |conf: &[f32]| match solver {
+        Solver::Cholesky => RowKind::Exact,
+        _ if conf.is_empty() => RowKind::Empty,
+        _ if stop.tol > 0.0 && needs_exact(conf) => RowKind::Exact,
+        _ if conf.len() <= short_max => RowKind::ColdCg,
+        _ => RowKind::Cg,
+    };
+    let warm: Vec<usize> = (0..csr.n_rows())
+        .filter(|&u| kind(csr.row(u).1) == RowKind::Cg)
+        .collect();
+    let mut slot = vec![usize::MAX; csr.n_rows()];
+    for (k, &u) in warm.iter().enumerate() {
+        slot[u] = k;
     }
+    let mut starts = vec![0.0f32; warm.len() * f];
+    starts
+        .par_chunks_mut(f)
+        .zip(warm.par_iter())
+        .for_each(|(g, &u)| g.copy_from_slice(&target[u * f..(u + 1) * f]));
+    times_square(None, &eig.q, Triangle::Full, f, &mut starts);
     target.par_chunks_mut(f).enumerate().for_each_init(
         || (CgScratch::new(f), ExactScratch::new(f), vec![0.0f32; f]),
         |(cg, exact, s), (u, t)| {
             let (idx, conf) = csr.row(u);
             eig.scale(penalty.of(u), s);
-            if exact_only || (stop.tol > 0.0 && needs_exact(conf)) {
-                if !exact_row(&v, Some(s), idx, conf, t, exact) {
-                    failures.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            match kind(conf) {
+                RowKind::Empty => t.iter_mut().for_each(|v| *v = 0.0),
+                RowKind::Exact => {
+                    if !exact_row(&v, Some(s), idx, conf, t, exact) {
+                        failures.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    }
                 }
-            } else {
-                for (ti, &si) in t.iter_mut().zip(s.iter()) {
-                    *ti /= si;
+                RowKind::Cg | RowKind::ColdCg => {
+                    if slot[u] == usize::MAX {
+                        t.iter_mut().for_each(|v| *v = 0.0);
+                    } else {
+                        // The warm start x̃₀ = s_r⁻¹ ∘ Qᵀx₀.
+                        let start = &starts[slot[u] * f..(slot[u] + 1) * f];
+                        for ((ti, &qi), &si) in t.iter_mut().zip(start).zip(s.iter()) {
+                            *ti = qi / si;
+                        }
+                    }
+                    let ahead = csr.following(u, PREFETCH_AHEAD);
+                    cg_row(&v, Some(s), idx, conf, ahead, t, stop, cg);
                 }
-                let ahead = csr.following(u, PREFETCH_AHEAD);
-                cg_row(&v, Some(s), idx, conf, ahead, t, stop, cg);
             }
             // Qᵀx = s_r ∘ x̃.
             for (ti, &si) in t.iter_mut().zip(s.iter()) {
@@ -938,6 +972,8 @@ enum RowKind {
     /// Exact: Woodbury (`n < f`) or the `f x f` whitened system.
     Exact,
     Cg,
+    /// CG from zero instead of the warm start (short rows of the per-row penalty's path).
+    ColdCg,
 }
 
 fn row_kind(conf: &[f32], short_max: usize) -> RowKind {
@@ -1038,7 +1074,7 @@ fn solve_auto(
         .filter(|&u| {
             let (idx, conf) = csr.row(u);
             match row_kind(conf, ctx.short_max) {
-                RowKind::Cg => true,
+                RowKind::Cg | RowKind::ColdCg => true,
                 RowKind::Exact => idx.len() >= f,
                 RowKind::Empty => false,
             }
