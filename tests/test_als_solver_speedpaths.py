@@ -113,13 +113,26 @@ def test_short_rows_are_exact_whatever_the_starting_point(f):
     np.testing.assert_allclose(a, want, rtol=1e-4, atol=1e-4)
 
 
-def test_below_the_z_rank_the_default_is_the_whitened_cg():
+def test_below_the_z_rank_short_rows_start_from_zero():
+    """Below the Z rank the default is the whitened CG, except that rows of at most sqrt(f)
+    items run their CG from zero (converged in n + 1 steps, no warm-start transform): they do
+    not depend on the start, longer rows do (a warm start, stopped at the tolerance)."""
     rng = np.random.default_rng(3)
-    conf = _rows_of_lengths([int(v) for v in rng.integers(0, 4, 400)], 30, rng)
-    fixed = rng.standard_normal((30, Z_MIN_RANK - 1)).astype(np.float32)
-    np.testing.assert_array_equal(
-        _solve(conf, fixed, "cg", 0.3), _solve(conf, fixed, "cg_whitened", 0.3)
-    )
+    f = Z_MIN_RANK - 1
+    lengths = [int(v) for v in rng.integers(0, 4, 400)] + [40] * 20
+    conf = _rows_of_lengths(lengths, 60, rng)
+    fixed = rng.standard_normal((60, f)).astype(np.float32)
+    want = reference.als_half_step(conf, fixed, 0.3)
+    a = _solve(conf, fixed, "cg", 0.3)
+    b = _solve(conf, fixed, "cg", 0.3, start=np.zeros_like(a))
+    short = np.asarray(lengths) <= _short_max(f)
+    np.testing.assert_array_equal(a[short], b[short])
+    assert not np.array_equal(a[~short], b[~short])
+    np.testing.assert_allclose(a[short], want[short], rtol=1e-4, atol=1e-4)
+    # Both converge to the solve given the steps (the long rows here need more than 16).
+    for solver in ("cg", "cg_whitened"):
+        x = _solve(conf, fixed, solver, 0.3, tol=1e-9, steps=200)
+        np.testing.assert_allclose(x, want, rtol=1e-3, atol=1e-3)
 
 
 def test_one_item_catalogue_and_single_user():

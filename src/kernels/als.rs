@@ -293,66 +293,31 @@ pub fn solve_side(
             );
         }
         _ if penalty.row_scale.is_some() => {
-            solve_per_row(csr, fixed, target, f, &g64, penalty, solver, &failures)?;
+            if solver == Solver::Cholesky {
+                check_confidences(csr.data)?;
+            }
+            let eig = Eigenbasis::new(&g64, f)?;
+            let basis = Basis::PerRow(&eig, penalty);
+            solve_whitened(csr, fixed, target, f, &basis, solver, &failures);
         }
         Solver::Auto { steps, tol } if use_z(csr, f) => {
             let pre = Preconditioner::new(&g64, regularization as f64, f)?;
             solve_auto(csr, fixed, target, f, &pre, Stop { steps, tol }, &failures);
         }
-        Solver::Cg { steps, tol } | Solver::Auto { steps, tol } => {
+        Solver::Cg { .. } | Solver::Auto { .. } | Solver::Cholesky => {
+            if solver == Solver::Cholesky {
+                check_confidences(csr.data)?;
+            }
             let pre = Preconditioner::new(&g64, regularization as f64, f)?;
-            // Rows in the whitened space: ỹᵀ = yᵀ L⁻ᵀ and x̃ᵀ = xᵀ L (three products in all;
-            // `target` is transformed in place).
-            let mut whitened = vec![0.0f32; fixed.len()];
-            times_square(
-                Some(fixed),
-                &pre.inv_lower_t,
-                Triangle::Upper,
+            solve_whitened(
+                csr,
+                fixed,
+                target,
                 f,
-                &mut whitened,
+                &Basis::Shared(&pre),
+                solver,
+                &failures,
             );
-            times_square(None, &pre.lower, Triangle::Lower, f, target);
-            target.par_chunks_mut(f).enumerate().for_each_init(
-                || (CgScratch::new(f), ExactScratch::new(f)),
-                |(scratch, exact), (u, x)| {
-                    let (idx, conf) = csr.row(u);
-                    // Rows with huge confidences are ill-conditioned for a few f32 CG steps:
-                    // they get the exact f64 solve (rare: linear confidence on raw amounts).
-                    if tol > 0.0 && needs_exact(conf) {
-                        if !exact_row(&whitened, None, idx, conf, x, exact) {
-                            failures.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                        }
-                        return;
-                    }
-                    let ahead = csr.following(u, PREFETCH_AHEAD);
-                    let stop = Stop { steps, tol };
-                    cg_row(&whitened, None, idx, conf, ahead, x, stop, scratch);
-                },
-            );
-            // Back to the original space: xᵀ = x̃ᵀ L⁻¹.
-            times_square(None, &pre.inv_lower_t_t, Triangle::Lower, f, target);
-        }
-        Solver::Cholesky => {
-            check_confidences(csr.data)?;
-            let pre = Preconditioner::new(&g64, regularization as f64, f)?;
-            let mut whitened = vec![0.0f32; fixed.len()];
-            times_square(
-                Some(fixed),
-                &pre.inv_lower_t,
-                Triangle::Upper,
-                f,
-                &mut whitened,
-            );
-            target.par_chunks_mut(f).enumerate().for_each_init(
-                || ExactScratch::new(f),
-                |scratch, (u, x)| {
-                    let (idx, conf) = csr.row(u);
-                    if !exact_row(&whitened, None, idx, conf, x, scratch) {
-                        failures.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                    }
-                },
-            );
-            times_square(None, &pre.inv_lower_t_t, Triangle::Lower, f, target);
         }
     }
     let failed = failures.into_inner();
@@ -377,44 +342,74 @@ fn needs_exact(conf: &[f32]) -> bool {
     conf.iter().any(|&c| c > EXACT_ABOVE) && conf.iter().all(|&c| c.is_finite() && c >= 1.0)
 }
 
-/// The half-step with a per-row penalty `λ_r`, in every solver but `Reference`.
+/// The change of variables of a half-step, in which every row's system is identity plus a
+/// rank-`n_u` term.
 ///
-/// Row `r`'s system matrix is `YᵀY + λ_r I + Σ_i (c_i − 1) y_i y_iᵀ`; one Cholesky whitening
-/// cannot serve rows with different `λ_r`, an eigendecomposition can: with `YᵀY = Q D Qᵀ` and
-/// `s_r = (D + λ_r)^-½` (a vector), the change of variables `x̃ = s_r⁻¹ ∘ Qᵀx`,
-/// `ỹ_i = s_r ∘ Qᵀy_i` turns it into the same `I + Σ_i (c_i − 1) ỹ_i ỹ_iᵀ` as the shared whitening
-/// (see `Preconditioner`), so the CG, its stopping rule and the exact solves are unchanged. The
-/// products by `Q` run in bulk (`V = Y Q` once, the targets there and back); per row only the
-/// gathered vectors are scaled by `s_r` (O(f) each). `Auto` runs as `Cg` here: its `Z` rows
-/// need one shared `(YᵀY + λI)⁻¹`.
+/// * `Shared`: one penalty `λ` for every row, `M = YᵀY + λI = L Lᵀ`, `ỹ = L⁻¹y`, `x̃ = Lᵀx`
+///   (see `Preconditioner`).
+/// * `PerRow`: row `r`'s penalty `λ_r`. Its system matrix `YᵀY + λ_r I + Σ_i (c_i − 1) y_i y_iᵀ`
+///   cannot share one Cholesky whitening with other rows, an eigendecomposition can: with
+///   `YᵀY = Q D Qᵀ` and `s_r = (D + λ_r)^-½` (a vector), `x̃ = s_r⁻¹ ∘ Qᵀx` and
+///   `ỹ_i = s_r ∘ Qᵀy_i` give the same `I + Σ_i (c_i − 1) ỹ_i ỹ_iᵀ`. The products by `Q` run in
+///   bulk (`V = Y Q` once, the targets there and back); per row only the gathered vectors are
+///   scaled by `s_r` (O(f) each).
+enum Basis<'a> {
+    Shared(&'a Preconditioner),
+    PerRow(&'a Eigenbasis, Penalty<'a>),
+}
+
+impl Basis<'_> {
+    /// The factor of the fixed side: `V = Y · m`.
+    fn fixed(&self) -> (&[f32], Triangle) {
+        match self {
+            Basis::Shared(pre) => (&pre.inv_lower_t, Triangle::Upper),
+            Basis::PerRow(eig, _) => (&eig.q, Triangle::Full),
+        }
+    }
+
+    /// The factor taking a target row to the basis: `t = x · m`.
+    fn into(&self) -> (&[f32], Triangle) {
+        match self {
+            Basis::Shared(pre) => (&pre.lower, Triangle::Lower),
+            Basis::PerRow(eig, _) => (&eig.q, Triangle::Full),
+        }
+    }
+
+    /// The factor taking it back: `x = t · m`.
+    fn back(&self) -> (&[f32], Triangle) {
+        match self {
+            Basis::Shared(pre) => (&pre.inv_lower_t_t, Triangle::Lower),
+            Basis::PerRow(eig, _) => (&eig.q_t, Triangle::Full),
+        }
+    }
+}
+
+/// The half-step of `Cg`, `Cholesky`, and `Auto` off its `Z` path, in the coordinates of
+/// `basis`: the fixed side is transformed once (`V`), every row solved there, the targets
+/// transformed back in bulk.
+///
+/// Under `Auto`, rows with at most `short_row_limit(f)` items (and fewer than the step cap) run
+/// their CG from zero: it converges in at most `n + 1` steps from any start, a few O(n f)
+/// steps, while a warm start costs an `f x f` product per row. Only the other CG rows are
+/// transformed for their warm start. `Cg` (and `tol = 0`, the classic fixed-step CG) warm-starts
+/// every row; `Cholesky` needs no start. Rows with confidences beyond `EXACT_ABOVE` get the exact
+/// solve under a tolerance.
 #[allow(clippy::too_many_arguments)]
-fn solve_per_row(
+fn solve_whitened(
     csr: &CsrView<'_>,
     fixed: &[f32],
     target: &mut [f32],
     f: usize,
-    g64: &[f64],
-    penalty: Penalty<'_>,
+    basis: &Basis<'_>,
     solver: Solver,
     failures: &std::sync::atomic::AtomicUsize,
-) -> CoreResult<()> {
-    let exact_only = solver == Solver::Cholesky;
-    if exact_only {
-        check_confidences(csr.data)?;
-    }
+) {
     let stop = match solver {
         Solver::Cg { steps, tol } | Solver::Auto { steps, tol } => Stop { steps, tol },
         _ => Stop { steps: 0, tol: 0.0 },
     };
-    let eig = Eigenbasis::new(g64, f)?;
-    let mut v = vec![0.0f32; fixed.len()];
-    times_square(Some(fixed), &eig.q, Triangle::Full, f, &mut v);
-    // What each row gets. Under `Auto`, rows with at most `short_row_limit(f)` items run their
-    // CG from zero: it converges in at most n + 1 steps from any start, a few cheap O(n f)
-    // steps, while a warm start costs an O(f²) transform per row. Only the other CG rows are
-    // transformed to Qᵀx for their warm start.
     let short_max = match solver {
-        Solver::Auto { .. } => short_row_limit(f),
+        Solver::Auto { steps, .. } => short_row_limit(f).min(steps.saturating_sub(1)),
         _ => 0,
     };
     let kind = |conf: &[f32]| match solver {
@@ -424,6 +419,10 @@ fn solve_per_row(
         _ if conf.len() <= short_max => RowKind::ColdCg,
         _ => RowKind::Cg,
     };
+    let (m, tri) = basis.fixed();
+    let mut v = vec![0.0f32; fixed.len()];
+    times_square(Some(fixed), m, tri, f, &mut v);
+    // The warm starts of the CG rows, in the basis.
     let warm: Vec<usize> = (0..csr.n_rows())
         .filter(|&u| kind(csr.row(u).1) == RowKind::Cg)
         .collect();
@@ -436,16 +435,23 @@ fn solve_per_row(
         .par_chunks_mut(f)
         .zip(warm.par_iter())
         .for_each(|(g, &u)| g.copy_from_slice(&target[u * f..(u + 1) * f]));
-    times_square(None, &eig.q, Triangle::Full, f, &mut starts);
+    let (m, tri) = basis.into();
+    times_square(None, m, tri, f, &mut starts);
     target.par_chunks_mut(f).enumerate().for_each_init(
         || (CgScratch::new(f), ExactScratch::new(f), vec![0.0f32; f]),
-        |(cg, exact, s), (u, t)| {
+        |(cg, exact, buf), (u, t)| {
             let (idx, conf) = csr.row(u);
-            eig.scale(penalty.of(u), s);
+            let scale: Option<&[f32]> = match basis {
+                Basis::Shared(_) => None,
+                Basis::PerRow(eig, penalty) => {
+                    eig.scale(penalty.of(u), buf);
+                    Some(buf)
+                }
+            };
             match kind(conf) {
                 RowKind::Empty => t.iter_mut().for_each(|v| *v = 0.0),
                 RowKind::Exact => {
-                    if !exact_row(&v, Some(s), idx, conf, t, exact) {
+                    if !exact_row(&v, scale, idx, conf, t, exact) {
                         failures.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                     }
                 }
@@ -453,24 +459,24 @@ fn solve_per_row(
                     if slot[u] == usize::MAX {
                         t.iter_mut().for_each(|v| *v = 0.0);
                     } else {
-                        // The warm start x̃₀ = s_r⁻¹ ∘ Qᵀx₀.
-                        let start = &starts[slot[u] * f..(slot[u] + 1) * f];
-                        for ((ti, &qi), &si) in t.iter_mut().zip(start).zip(s.iter()) {
-                            *ti = qi / si;
+                        // The warm start: x̃₀ = (its row in the basis) / s_r.
+                        t.copy_from_slice(&starts[slot[u] * f..(slot[u] + 1) * f]);
+                        if let Some(s) = scale {
+                            t.iter_mut().zip(s).for_each(|(ti, &si)| *ti /= si);
                         }
                     }
                     let ahead = csr.following(u, PREFETCH_AHEAD);
-                    cg_row(&v, Some(s), idx, conf, ahead, t, stop, cg);
+                    cg_row(&v, scale, idx, conf, ahead, t, stop, cg);
                 }
             }
-            // Qᵀx = s_r ∘ x̃.
-            for (ti, &si) in t.iter_mut().zip(s.iter()) {
-                *ti *= si;
+            // Per row: the basis' row is s_r ∘ x̃.
+            if let Some(s) = scale {
+                t.iter_mut().zip(s).for_each(|(ti, &si)| *ti *= si);
             }
         },
     );
-    times_square(None, &eig.q_t, Triangle::Full, f, target);
-    Ok(())
+    let (m, tri) = basis.back();
+    times_square(None, m, tri, f, target);
 }
 
 /// `YᵀY = Q D Qᵀ` for the per-row penalty's whitening (see `solve_per_row`).
