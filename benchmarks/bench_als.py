@@ -146,7 +146,7 @@ def run(
     fitted: dict[str, tuple[np.ndarray, np.ndarray]] = {}
     for _ in range(repeats):
         for label, extra in variants.items():
-            t, model = train_rusket(train, **base, **extra)
+            t, model = train_rusket(train, **{**base, **extra})
             times[label].append(t)
             fitted[label] = (model.user_factors, model.item_factors)
         t, u, v = train_implicit(
