@@ -25,6 +25,11 @@ def _short_max(f: int) -> int:
     return min(round(f**0.5), f - 1)
 
 
+def _cold_max(f: int) -> int:
+    """Rows of at most this many items start their CG from zero (`cold_row_limit`)."""
+    return min(round((f / 2) ** 0.5), f - 1)
+
+
 #: The rank from which the Z path is taken (`Z_MIN_RANK` in src/kernels/als.rs).
 Z_MIN_RANK = 96
 
@@ -114,7 +119,7 @@ def test_short_rows_are_exact_whatever_the_starting_point(f):
 
 
 def test_below_the_z_rank_short_rows_start_from_zero():
-    """Below the Z rank the default is the whitened CG, except that rows of at most sqrt(f)
+    """Below the Z rank the default is the whitened CG, except that rows of at most sqrt(f / 2)
     items run their CG from zero (converged in n + 1 steps, no warm-start transform): they do
     not depend on the start, longer rows do (a warm start, stopped at the tolerance)."""
     rng = np.random.default_rng(3)
@@ -125,7 +130,8 @@ def test_below_the_z_rank_short_rows_start_from_zero():
     want = reference.als_half_step(conf, fixed, 0.3)
     a = _solve(conf, fixed, "cg", 0.3)
     b = _solve(conf, fixed, "cg", 0.3, start=np.zeros_like(a))
-    short = np.asarray(lengths) <= _short_max(f)
+    short = np.asarray(lengths) <= _cold_max(f)
+    assert short.sum() >= 300 and (~short).sum() == 20
     np.testing.assert_array_equal(a[short], b[short])
     assert not np.array_equal(a[~short], b[~short])
     np.testing.assert_allclose(a[short], want[short], rtol=1e-4, atol=1e-4)

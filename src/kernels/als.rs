@@ -388,7 +388,7 @@ impl Basis<'_> {
 /// `basis`: the fixed side is transformed once (`V`), every row solved there, the targets
 /// transformed back in bulk.
 ///
-/// Under `Auto`, rows with at most `short_row_limit(f)` items (and fewer than the step cap) run
+/// Under `Auto`, rows with at most `cold_row_limit(f)` items (and fewer than the step cap) run
 /// their CG from zero: it converges in at most `n + 1` steps from any start, a few O(n f)
 /// steps, while a warm start costs an `f x f` product per row. Only the other CG rows are
 /// transformed for their warm start. `Cg` (and `tol = 0`, the classic fixed-step CG) warm-starts
@@ -409,7 +409,7 @@ fn solve_whitened(
         _ => Stop { steps: 0, tol: 0.0 },
     };
     let short_max = match solver {
-        Solver::Auto { steps, .. } => short_row_limit(f).min(steps.saturating_sub(1)),
+        Solver::Auto { steps, .. } => cold_row_limit(f).min(steps.saturating_sub(1)),
         _ => 0,
     };
     let kind = |conf: &[f32]| match solver {
@@ -969,6 +969,13 @@ fn exact_row_body<S: Simd>(
 fn short_row_limit(f: usize) -> usize {
     let n = (f as f64).sqrt().round() as usize;
     n.min(f.saturating_sub(1))
+}
+
+/// The longest row (items) whose CG starts from zero in `solve_whitened`: a cold CG takes up to
+/// `n + 1` steps of about `4 n f` flops, the warm start's transform about `2 f²`, so rows with
+/// `n² <= f / 2` are cheaper cold.
+fn cold_row_limit(f: usize) -> usize {
+    ((f as f64 / 2.0).sqrt().round() as usize).min(f.saturating_sub(1))
 }
 
 /// What `Solver::Auto` does with one row.
