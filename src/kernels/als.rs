@@ -2,15 +2,18 @@
 //!
 //! One half-step recomputes every row `x_u` of `target` with the other side's factors `Y` fixed:
 //!
-//!   x_u = (YᵀY + Yᵀ(C_u − I)Y + λI)⁻¹ Yᵀ C_u p_u
+//!   x_u = (YᵀY + Yᵀ(C_u − I)Y + λ_u I)⁻¹ Yᵀ C_u p_u
 //!
 //! where the CSR row of user `u` holds the confidences `c_ui` of the observed pairs (preference
-//! `p_ui = 1` there, 0 elsewhere with confidence 1). `YᵀY` is shared by all rows, so a row only
-//! touches its own observed items. Two solvers:
-//! * `Cholesky`: builds the `f x f` system in f64 and solves it exactly, O(f² n_u + f³);
-//! * `Cg { steps }`: a few conjugate-gradient steps warm-started from the current `x_u`
-//!   (Takács, Pilászy, Tikk 2011), preconditioned with the shared `YᵀY + λI` (see
-//!   `Preconditioner`): O(f n_u) per step plus O(f²) per row.
+//! `p_ui = 1` there, 0 elsewhere with confidence 1), and `λ_u` is one penalty for every row or
+//! one per row (`Penalty`). `YᵀY` is shared by all rows, so a row only touches its own observed
+//! items. Each row's system is solved in coordinates where it is identity plus a rank-`n_u` term
+//! (`Basis`: a shared Cholesky whitening, or an eigenbasis scaled per row):
+//! * `Cholesky`: the exact solve there, in f64 (see `exact_row`);
+//! * `Cg` / `Auto`: conjugate gradients warm-started from the current `x_u` (Takács, Pilászy,
+//!   Tikk 2011), i.e. preconditioned with `YᵀY + λ_u I`, to a tolerance on the row's objective;
+//!   `Auto` also has a path without per-row `f x f` work at high rank (`solve_auto`);
+//! * `Reference`: the textbook dense solve in f64, the tests' oracle.
 //!
 //! Every row is independent, so the result does not depend on the number of threads.
 
