@@ -66,7 +66,9 @@ class RowPenalty:
     exponent: float
 
     def of(self, n: int) -> float:
-        return self.lam * float(max(n, 1)) ** self.exponent
+        from rusket.als import _row_weights
+
+        return self.lam * float(_row_weights(n, self.exponent))
 
 
 def penalty(model: ALS, state: _Fitted, p: dict[str, Any] | None = None) -> RowPenalty:
@@ -391,7 +393,7 @@ def partial_fit(
     rating_col: Any,
     sweeps: int | None,
 ) -> ALS:
-    from rusket.als import _base_penalty, _csr_arrays, _initial_factors, _row_scale, _solve_kwargs
+    from rusket.als import _base_penalty, _csr_arrays, _initial_factors, _row_scales, _solve_kwargs
 
     p = model._checked_params()
     state: _Fitted | None = model.__dict__.get("_state")
@@ -477,11 +479,12 @@ def partial_fit(
     kw = _solve_kwargs(p, lam)
     touched_u = np.unique(urows)
     touched_i = np.unique(icols)
-    sub_u = conf_u[touched_u]
-    sub_i = conf_i[touched_i]
-    # The touched rows are whole rows: their penalties follow from their own lengths.
-    scale_u, scale_i = _row_scale(sub_u, p), _row_scale(sub_i, p)
-    sub_u, sub_i = _csr_arrays(sub_u), _csr_arrays(sub_i)
+    sub_u = _csr_arrays(conf_u[touched_u])
+    sub_i = _csr_arrays(conf_i[touched_i])
+    # The touched rows' penalties, from their lengths in the merged history.
+    scale_u, scale_i = _row_scales(conf_u, p)
+    if scale_u is not None and scale_i is not None:
+        scale_u, scale_i = scale_u[touched_u], scale_i[touched_i]
     for _ in range(sweeps):
         target = np.ascontiguousarray(users[touched_u])
         _core.als_solve_side(*sub_u, items, target, **kw, row_scale=scale_u)

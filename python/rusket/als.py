@@ -291,8 +291,7 @@ class ALS(FactorModel):
         cu = _csr_arrays(conf_u)
         ci = _csr_arrays(conf_i)
         lam = _base_penalty(p, conf_u)
-        scale_u = _row_scale(conf_u, p)
-        scale_i = _row_scale(conf_i, p)
+        scale_u, scale_i = _row_scales(conf_u, p)
         n_users, n_items = ratings.shape
         rng = np.random.default_rng(self.seed)
         # Small random items; the first half-sweep solves the users against them, so the users
@@ -601,14 +600,15 @@ class ALS(FactorModel):
         state = self._fitted_state()
         p = self._checked_params()
         seen = _csr_arrays(state.seen)
+        scale_u, scale_i = _row_scales(state.seen, p)
         return _core.als_loss(
             *seen,
             state.user_factors,
             state.item_factors,
             regularization=_base_penalty(p, state.seen),
             num_threads=p["num_threads"],
-            user_scale=_row_scale(state.seen, p),
-            item_scale=_row_scale(state.seen.T.tocsr(), p),
+            user_scale=scale_u,
+            item_scale=scale_i,
         )
 
 
@@ -650,22 +650,36 @@ def _base_penalty(p: dict[str, Any], seen: sp.spmatrix) -> float:
     nu = p["regularization_exponent"]
     if p["regularization"] != "auto" or nu == 0 or seen.nnz == 0:
         return lam
-    n_users, n_items = seen.shape
-    if n_users >= n_items:
-        counts = np.bincount(seen.indices, minlength=n_items)
-    else:
-        counts = np.diff(seen.indptr)
-    return lam / float(np.mean(np.maximum(counts, 1).astype(np.float64) ** nu))
+    per_user, per_item = _pair_counts(seen)
+    denser = per_item if seen.shape[0] >= seen.shape[1] else per_user
+    return lam / float(np.mean(_row_weights(denser, nu)))
 
 
-def _row_scale(m: sp.spmatrix, p: dict[str, Any]) -> np.ndarray | None:
-    """``max(n_r, 1) ** exponent`` for every row of the CSR matrix ``m`` (float32), or
-    ``None`` when the exponent is 0 (every row gets ``lambda`` itself)."""
+def _row_weights(counts: Any, exponent: float) -> np.ndarray:
+    """``max(n, 1) ** exponent`` (float64): a row's penalty over ``lambda``."""
+    weights: np.ndarray = np.maximum(np.asarray(counts), 1).astype(np.float64) ** exponent
+    return weights
+
+
+def _pair_counts(seen: sp.csr_matrix) -> tuple[np.ndarray, np.ndarray]:
+    """The number of pairs of every user (row) and every item (column) of ``seen``."""
+    return np.diff(seen.indptr), np.bincount(seen.indices, minlength=seen.shape[1])
+
+
+def _row_scales(
+    seen: sp.spmatrix, p: dict[str, Any]
+) -> tuple[np.ndarray | None, np.ndarray | None]:
+    """The per-row penalty scales (``_core.als_solve_side``'s ``row_scale``, float32) of the
+    users and of the items of the user x item matrix ``seen``, or ``(None, None)`` when the
+    exponent is 0 (every row gets ``lambda`` itself)."""
     nu = p["regularization_exponent"]
     if nu == 0:
-        return None
-    counts = np.diff(sp.csr_matrix(m).indptr)
-    return (np.maximum(counts, 1).astype(np.float64) ** nu).astype(np.float32)
+        return None, None
+    per_user, per_item = _pair_counts(sp.csr_matrix(seen))
+    return (
+        _row_weights(per_user, nu).astype(np.float32),
+        _row_weights(per_item, nu).astype(np.float32),
+    )
 
 
 def _solve_kwargs(p: dict[str, Any], lam: float) -> dict[str, Any]:

@@ -265,6 +265,17 @@ fn times_square(a: Option<&[f32]>, m: &[f32], tri: Triangle, f: usize, out: &mut
     }
 }
 
+/// The rows `rows` of `target` (`f` values each), gathered in that order and multiplied by the
+/// `f x f` matrix `m` (see `times_square`).
+fn gather_times(target: &[f32], rows: &[usize], m: &[f32], tri: Triangle, f: usize) -> Vec<f32> {
+    let mut out = vec![0.0f32; rows.len() * f];
+    out.par_chunks_mut(f)
+        .zip(rows.par_iter())
+        .for_each(|(g, &u)| g.copy_from_slice(&target[u * f..(u + 1) * f]));
+    times_square(None, m, tri, f, &mut out);
+    out
+}
+
 /// Recomputes every row of `target` (`n_rows x f`) from `fixed` (`n_cols x f`).
 pub fn solve_side(
     csr: &CsrView<'_>,
@@ -280,6 +291,9 @@ pub fn solve_side(
         return shape_err("the interaction matrix needs one confidence per stored entry");
     }
     penalty.check(csr.n_rows())?;
+    if solver == Solver::Cholesky {
+        check_confidences(csr.data)?;
+    }
     let regularization = penalty.lambda;
     let g64 = gramian(fixed, f);
     let failures = std::sync::atomic::AtomicUsize::new(0);
@@ -296,9 +310,6 @@ pub fn solve_side(
             );
         }
         _ if penalty.row_scale.is_some() => {
-            if solver == Solver::Cholesky {
-                check_confidences(csr.data)?;
-            }
             let eig = Eigenbasis::new(&g64, f)?;
             let basis = Basis::PerRow(&eig, penalty);
             solve_whitened(csr, fixed, target, f, &basis, solver, &failures);
@@ -308,9 +319,6 @@ pub fn solve_side(
             solve_auto(csr, fixed, target, f, &pre, Stop { steps, tol }, &failures);
         }
         Solver::Cg { .. } | Solver::Auto { .. } | Solver::Cholesky => {
-            if solver == Solver::Cholesky {
-                check_confidences(csr.data)?;
-            }
             let pre = Preconditioner::new(&g64, regularization as f64, f)?;
             solve_whitened(
                 csr,
@@ -433,13 +441,8 @@ fn solve_whitened(
     for (k, &u) in warm.iter().enumerate() {
         slot[u] = k;
     }
-    let mut starts = vec![0.0f32; warm.len() * f];
-    starts
-        .par_chunks_mut(f)
-        .zip(warm.par_iter())
-        .for_each(|(g, &u)| g.copy_from_slice(&target[u * f..(u + 1) * f]));
     let (m, tri) = basis.into();
-    times_square(None, m, tri, f, &mut starts);
+    let starts = gather_times(target, &warm, m, tri, f);
     target.par_chunks_mut(f).enumerate().for_each_init(
         || (CgScratch::new(f), ExactScratch::new(f), vec![0.0f32; f]),
         |(cg, exact, buf), (u, t)| {
@@ -482,7 +485,7 @@ fn solve_whitened(
     times_square(None, m, tri, f, target);
 }
 
-/// `YᵀY = Q D Qᵀ` for the per-row penalty's whitening (see `solve_per_row`).
+/// `YᵀY = Q D Qᵀ` for the per-row penalty's whitening (see `Basis::PerRow`).
 struct Eigenbasis {
     /// `Q` and `Qᵀ` (row-major f32): the eigenvectors as columns / rows.
     q: Vec<f32>,
@@ -674,7 +677,7 @@ impl CgScratch {
 
 /// A few CG steps on the whitened system of one row, warm-started from the current `x̃`. The
 /// row's whitened vectors are the rows `i` of `yw`, times `scale` elementwise when given (the
-/// per-row penalty's `s_r`, see `solve_per_row`).
+/// per-row penalty's `s_r`, see `Basis::PerRow`).
 ///
 /// Every pass over the row's items is two batched operations on the gathered vectors: the dot
 /// products `s = Ỹ_u v` (eight items at a time) and the update `Ỹ_uᵀ (w ∘ s)` (the result held
@@ -729,15 +732,7 @@ fn cg_row_body<S: Simd>(
                 }
             }
         }
-        let dst = &mut gathered[k * stride..k * stride + f];
-        match scale {
-            None => dst.copy_from_slice(row_of(i)),
-            Some(s) => {
-                for ((d, &y), &sk) in dst.iter_mut().zip(row_of(i)).zip(s) {
-                    *d = y * sk;
-                }
-            }
-        }
+        copy_scaled(&mut gathered[k * stride..k * stride + f], row_of(i), scale);
     }
     let rows = &gathered[..n * stride];
     coef.resize(n, 0.0);
@@ -817,11 +812,22 @@ fn whitened_vector<'a>(
     let y = &yw[i as usize * f..(i as usize + 1) * f];
     match scale {
         None => y,
+        Some(_) => {
+            copy_scaled(buf, y, scale);
+            buf
+        }
+    }
+}
+
+/// `dst = src`, times `scale` elementwise when given.
+#[inline(always)]
+fn copy_scaled(dst: &mut [f32], src: &[f32], scale: Option<&[f32]>) {
+    match scale {
+        None => dst.copy_from_slice(src),
         Some(s) => {
-            for ((d, &v), &sk) in buf.iter_mut().zip(y).zip(s) {
+            for ((d, &v), &sk) in dst.iter_mut().zip(src).zip(s) {
                 *d = v * sk;
             }
-            buf
         }
     }
 }
@@ -988,7 +994,7 @@ enum RowKind {
     /// Exact: Woodbury (`n < f`) or the `f x f` whitened system.
     Exact,
     Cg,
-    /// CG from zero instead of the warm start (short rows of the per-row penalty's path).
+    /// CG from zero instead of the warm start (short rows in `solve_whitened`).
     ColdCg,
 }
 
@@ -1097,12 +1103,7 @@ fn solve_auto(
         })
         .collect();
     // The long rows' warm starts, whitened: x̃₀ = Lᵀ x₀ (as rows: x̃₀ᵀ = x₀ᵀ L).
-    let mut gathered = vec![0.0f32; long.len() * f];
-    gathered
-        .par_chunks_mut(f)
-        .zip(long.par_iter())
-        .for_each(|(g, &u)| g.copy_from_slice(&target[u * f..(u + 1) * f]));
-    times_square(None, &pre.lower, Triangle::Lower, f, &mut gathered);
+    let mut gathered = gather_times(target, &long, &pre.lower, Triangle::Lower, f);
     // Short and empty rows, in place in the original coordinates.
     target.par_chunks_mut(f).enumerate().for_each_init(
         || AutoScratch::new(f),
