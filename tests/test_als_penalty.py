@@ -163,3 +163,36 @@ def test_fit_als_is_mllibs_objective(spark):
     assert model.training_loss() == pytest.approx(want, rel=1e-5)
     with pytest.raises(ValueError, match="regularization_exponent"):
         fit_als(spark.createDataFrame(df), "c", "a", "r", regularization_exponent=0.5)
+
+
+def test_bad_row_scales_reach_python_as_clear_errors():
+    from rusket import _core
+
+    indptr = np.array([0, 1, 2], np.int64)
+    indices = np.array([0, 1], np.int32)
+    data = np.array([2.0, 3.0], np.float32)
+    fixed = np.ones((2, 3), np.float32)
+    target = np.zeros((2, 3), np.float32)
+    kw = {"regularization": 1.0, "solver": "cg", "cg_steps": 3, "num_threads": 1, "tol": 1e-5}
+    cases = [
+        (np.ones(3, np.float32), ValueError, "one per row"),
+        (np.array([1.0, np.nan], np.float32), ValueError, "finite and >= 0"),
+        (np.array([1.0, -2.0], np.float32), ValueError, "finite and >= 0"),
+        (np.ones((1, 2), np.float32), TypeError, "dimensionality"),
+        (target.reshape(-1)[:2], ValueError, "shares memory with row_scale"),
+    ]
+    for scale, error, message in cases:
+        with pytest.raises(error, match=message):
+            _core.als_solve_side(indptr, indices, data, fixed, target, **kw, row_scale=scale)
+    assert not target.any()  # nothing written on a refused call
+    with pytest.raises(ValueError, match="one per row"):
+        _core.als_loss(
+            indptr,
+            indices,
+            data,
+            target,
+            fixed,
+            regularization=1.0,
+            num_threads=1,
+            user_scale=np.ones(5, np.float32),
+        )
