@@ -252,3 +252,46 @@ def test_bad_tolerances_and_names_are_value_errors():
         _core.als_solve_side(*_csr(conf), fixed, x, solver="cg", tol=float("nan"), **kw)
     with pytest.raises(ValueError, match="solver"):
         _core.als_solve_side(*_csr(conf), fixed, x, solver="woodbury", tol=1e-5, **kw)
+
+
+@pytest.mark.parametrize("f", [16, Z_MIN_RANK])
+@pytest.mark.parametrize("row_scale", [False, True])
+def test_a_workspace_shared_by_both_sides_changes_no_bit(f, row_scale):
+    """A fit hands one AlsWorkspace to all its half-steps (buffers of both sides' sizes kept
+    between them): every half-step must equal the same half-step with fresh buffers."""
+    rng = np.random.default_rng(9)
+    n_users, n_items = 900, 120
+    lengths = np.minimum((rng.pareto(1.2, n_users) + 1).astype(int), n_items)
+    conf_u = _rows_of_lengths(lengths.tolist(), n_items, rng)
+    conf_i = conf_u.T.tocsr()
+    if f == Z_MIN_RANK:
+        assert _takes_z_path(conf_u, f)
+    scale_u = (np.diff(conf_u.indptr).clip(1) ** 0.5).astype(np.float32) if row_scale else None
+    scale_i = (np.diff(conf_i.indptr).clip(1) ** 0.5).astype(np.float32) if row_scale else None
+    kw = {"regularization": 2.0, "solver": "cg", "cg_steps": 16, "num_threads": 2, "tol": 1e-5}
+    runs = []
+    for workspace in (None, _core.AlsWorkspace()):
+        users = np.zeros((n_users, f), np.float32)
+        items = (0.1 * np.random.default_rng(3).random((n_items, f))).astype(np.float32)
+        trace = []
+        for _ in range(3):
+            _core.als_solve_side(
+                *_csr(conf_u), items, users, **kw, row_scale=scale_u, workspace=workspace
+            )
+            _core.als_solve_side(
+                *_csr(conf_i), users, items, **kw, row_scale=scale_i, workspace=workspace
+            )
+            trace += [users.copy(), items.copy()]
+        runs.append(trace)
+    for fresh, shared in zip(*runs):
+        assert np.all(np.isfinite(fresh))
+        np.testing.assert_array_equal(fresh, shared)
+
+
+def test_a_workspace_of_the_wrong_type_is_a_type_error():
+    conf = _rows_of_lengths([1, 2], 3, np.random.default_rng(0))
+    fixed = np.ones((3, 2), np.float32)
+    x = np.zeros((2, 2), np.float32)
+    kw = {"regularization": 0.1, "cg_steps": 3, "num_threads": 1, "solver": "cg"}
+    with pytest.raises(TypeError, match="AlsWorkspace"):
+        _core.als_solve_side(*_csr(conf), fixed, x, workspace={}, **kw)

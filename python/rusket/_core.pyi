@@ -28,7 +28,15 @@ def als_solve_side(
     num_threads: int,
     tol: float = 0.0,
     row_scale: npt.NDArray[np.float32] | None = None,
+    workspace: AlsWorkspace | None = None,
 ) -> None: ...
+
+@final
+class AlsWorkspace:
+    """Buffers shared by the half-steps of one fit (never pickled)."""
+
+    def __init__(self) -> None: ...
+
 def als_loss(
     indptr: npt.NDArray[np.int64],
     indices: npt.NDArray[np.int32],

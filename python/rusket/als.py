@@ -683,13 +683,15 @@ def _row_scales(
 
 
 def _solve_kwargs(p: dict[str, Any], lam: float) -> dict[str, Any]:
-    """The keyword arguments of ``_core.als_solve_side`` for checked parameters ``p``."""
+    """The keyword arguments of ``_core.als_solve_side`` for checked parameters ``p``, for the
+    half-steps of one fit: they share a new workspace (buffers kept between half-steps)."""
     return {
         "regularization": lam,
         "solver": p["solver"],
         "cg_steps": p["cg_steps"],
         "tol": p["cg_tol"],
         "num_threads": p["num_threads"],
+        "workspace": _core.AlsWorkspace(),
     }
 
 

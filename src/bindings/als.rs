@@ -8,15 +8,34 @@ use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
 
 use super::{byte_range, check_disjoint, csr, slice1, slice2};
-use crate::kernels::als::{loss, solve_side, Penalty, Solver};
+use std::sync::Mutex;
+
+use crate::kernels::als::{loss, solve_side_in, Penalty, Solver, Workspace};
 use crate::kernels::pool::with_threads;
+
+/// Buffers that the half-steps of one fit share (see `Workspace`): a fit creates one, passes it
+/// to each `als_solve_side` and drops it at the end. Never pickled (a model does not hold it).
+/// Calls from several threads with one workspace take turns.
+#[pyclass(name = "AlsWorkspace", module = "rusket._core", frozen)]
+#[derive(Default)]
+pub struct AlsWorkspace {
+    inner: Mutex<Workspace>,
+}
+
+#[pymethods]
+impl AlsWorkspace {
+    #[new]
+    fn new() -> Self {
+        Self::default()
+    }
+}
 
 /// Recomputes every row of `target` in place with `fixed` held constant.
 /// `indptr/indices/data` is the CSR matrix whose rows are `target`'s rows and whose values are
 /// the confidences `c = 1 + alpha * r` of the observed pairs. `target` must be writeable and
 /// share no memory with the other arrays (`ValueError` otherwise).
 #[pyfunction(name = "als_solve_side")]
-#[pyo3(signature = (indptr, indices, data, fixed, target, *, regularization, solver, cg_steps, num_threads, tol=0.0, row_scale=None))]
+#[pyo3(signature = (indptr, indices, data, fixed, target, *, regularization, solver, cg_steps, num_threads, tol=0.0, row_scale=None, workspace=None))]
 #[allow(clippy::too_many_arguments)]
 fn als_solve_side_py(
     py: Python<'_>,
@@ -31,6 +50,7 @@ fn als_solve_side_py(
     num_threads: usize,
     tol: f32,
     row_scale: Option<PyReadonlyArray1<'_, f32>>,
+    workspace: Option<PyRef<'_, AlsWorkspace>>,
 ) -> PyResult<()> {
     let solver = Solver::parse(solver, cg_steps, tol)?;
     let (fixed_s, n_cols, f) = slice2(&fixed, "fixed")?;
@@ -76,13 +96,18 @@ fn als_solve_side_py(
     let target_s = target
         .as_slice_mut()
         .map_err(|_| PyValueError::new_err("target must be a C-contiguous array"))?;
+    let shared: Option<&AlsWorkspace> = workspace.as_deref();
     py.detach(|| {
         with_threads(num_threads, || {
             let penalty = Penalty {
                 lambda: regularization,
                 row_scale,
             };
-            solve_side(&m, fixed_s, target_s, f, penalty, solver)
+            // A panic while the lock was held cannot leave the buffer list inconsistent.
+            let mut own = Workspace::default();
+            let mut guard = shared.map(|w| w.inner.lock().unwrap_or_else(|e| e.into_inner()));
+            let ws = guard.as_deref_mut().unwrap_or(&mut own);
+            solve_side_in(&m, fixed_s, target_s, f, penalty, solver, ws)
         })
     })??;
     Ok(())
@@ -139,6 +164,7 @@ fn als_loss_py(
 }
 
 pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    m.add_class::<AlsWorkspace>()?;
     m.add_function(wrap_pyfunction!(als_solve_side_py, m)?)?;
     m.add_function(wrap_pyfunction!(als_loss_py, m)?)?;
     Ok(())

@@ -267,8 +267,15 @@ fn times_square(a: Option<&[f32]>, m: &[f32], tri: Triangle, f: usize, out: &mut
 
 /// The rows `rows` of `target` (`f` values each), gathered in that order and multiplied by the
 /// `f x f` matrix `m` (see `times_square`).
-fn gather_times(target: &[f32], rows: &[usize], m: &[f32], tri: Triangle, f: usize) -> Vec<f32> {
-    let mut out = vec![0.0f32; rows.len() * f];
+fn gather_times(
+    target: &[f32],
+    rows: &[usize],
+    m: &[f32],
+    tri: Triangle,
+    f: usize,
+    ws: &mut Workspace,
+) -> Vec<f32> {
+    let mut out = ws.take(rows.len() * f);
     out.par_chunks_mut(f)
         .zip(rows.par_iter())
         .for_each(|(g, &u)| g.copy_from_slice(&target[u * f..(u + 1) * f]));
@@ -276,7 +283,51 @@ fn gather_times(target: &[f32], rows: &[usize], m: &[f32], tri: Triangle, f: usi
     out
 }
 
-/// Recomputes every row of `target` (`n_rows x f`) from `fixed` (`n_cols x f`).
+/// Buffers kept from one half-step to the next of a fit.
+///
+/// A half-step needs a few `n x f` buffers (the other side's factors in the basis, the gathered
+/// rows). Allocated afresh, those above glibc's largest mapping threshold (32 MiB: 100k rows of
+/// 128 factors) come from the kernel on every call, and each of their pages costs a fault and a
+/// clearing: 5-8% of a fit at 128-256 factors with 2 threads. A fit hands one `Workspace` to
+/// all its half-steps instead. A taken buffer holds stale values: every caller overwrites it
+/// whole before reading it.
+#[derive(Default)]
+pub struct Workspace {
+    free: Vec<Vec<f32>>,
+}
+
+impl Workspace {
+    /// A buffer of `len` values (contents unspecified): the smallest kept one that is large
+    /// enough, else a new one (the largest kept one is dropped, so at most as many buffers are
+    /// kept as one half-step uses at once).
+    fn take(&mut self, len: usize) -> Vec<f32> {
+        let fits = (0..self.free.len())
+            .filter(|&k| self.free[k].capacity() >= len)
+            .min_by_key(|&k| self.free[k].capacity());
+        match fits {
+            Some(k) => {
+                let mut buf = self.free.swap_remove(k);
+                // Shorter: truncates; longer within the capacity: zeroes only the new tail.
+                buf.resize(len, 0.0);
+                buf
+            }
+            None => {
+                if let Some(k) = (0..self.free.len()).max_by_key(|&k| self.free[k].capacity()) {
+                    self.free.swap_remove(k);
+                }
+                vec![0.0; len]
+            }
+        }
+    }
+
+    /// Returns a buffer for later half-steps.
+    fn give(&mut self, buf: Vec<f32>) {
+        self.free.push(buf);
+    }
+}
+
+/// Recomputes every row of `target` (`n_rows x f`) from `fixed` (`n_cols x f`), with buffers
+/// of its own (see `solve_side_in`).
 pub fn solve_side(
     csr: &CsrView<'_>,
     fixed: &[f32],
@@ -284,6 +335,28 @@ pub fn solve_side(
     f: usize,
     penalty: Penalty<'_>,
     solver: Solver,
+) -> CoreResult<()> {
+    solve_side_in(
+        csr,
+        fixed,
+        target,
+        f,
+        penalty,
+        solver,
+        &mut Workspace::default(),
+    )
+}
+
+/// Recomputes every row of `target` (`n_rows x f`) from `fixed` (`n_cols x f`), taking its
+/// large buffers from `ws` and returning them there.
+pub fn solve_side_in(
+    csr: &CsrView<'_>,
+    fixed: &[f32],
+    target: &mut [f32],
+    f: usize,
+    penalty: Penalty<'_>,
+    solver: Solver,
+    ws: &mut Workspace,
 ) -> CoreResult<()> {
     check_factors("fixed factors", fixed, csr.n_cols, f)?;
     check_factors("target factors", target, csr.n_rows(), f)?;
@@ -312,11 +385,20 @@ pub fn solve_side(
         _ if penalty.row_scale.is_some() => {
             let eig = Eigenbasis::new(&g64, f)?;
             let basis = Basis::PerRow(&eig, penalty);
-            solve_whitened(csr, fixed, target, f, &basis, solver, &failures);
+            solve_whitened(csr, fixed, target, f, &basis, solver, &failures, ws);
         }
         Solver::Auto { steps, tol } if use_z(csr, f) => {
             let pre = Preconditioner::new(&g64, regularization as f64, f)?;
-            solve_auto(csr, fixed, target, f, &pre, Stop { steps, tol }, &failures);
+            solve_auto(
+                csr,
+                fixed,
+                target,
+                f,
+                &pre,
+                Stop { steps, tol },
+                &failures,
+                ws,
+            );
         }
         Solver::Cg { .. } | Solver::Auto { .. } | Solver::Cholesky => {
             let pre = Preconditioner::new(&g64, regularization as f64, f)?;
@@ -328,6 +410,7 @@ pub fn solve_side(
                 &Basis::Shared(&pre),
                 solver,
                 &failures,
+                ws,
             );
         }
     }
@@ -414,6 +497,7 @@ fn solve_whitened(
     basis: &Basis<'_>,
     solver: Solver,
     failures: &std::sync::atomic::AtomicUsize,
+    ws: &mut Workspace,
 ) {
     let stop = match solver {
         Solver::Cg { steps, tol } | Solver::Auto { steps, tol } => Stop { steps, tol },
@@ -431,7 +515,7 @@ fn solve_whitened(
         _ => RowKind::Cg,
     };
     let (m, tri) = basis.fixed();
-    let mut v = vec![0.0f32; fixed.len()];
+    let mut v = ws.take(fixed.len());
     times_square(Some(fixed), m, tri, f, &mut v);
     // The warm starts of the CG rows, in the basis.
     let warm: Vec<usize> = (0..csr.n_rows())
@@ -442,7 +526,7 @@ fn solve_whitened(
         slot[u] = k;
     }
     let (m, tri) = basis.into();
-    let starts = gather_times(target, &warm, m, tri, f);
+    let starts = gather_times(target, &warm, m, tri, f, ws);
     target.par_chunks_mut(f).enumerate().for_each_init(
         || (CgScratch::new(f), ExactScratch::new(f), vec![0.0f32; f]),
         |(cg, exact, buf), (u, t)| {
@@ -481,6 +565,8 @@ fn solve_whitened(
             }
         },
     );
+    ws.give(v);
+    ws.give(starts);
     let (m, tri) = basis.back();
     times_square(None, m, tri, f, target);
 }
@@ -1059,6 +1145,7 @@ impl AutoScratch {
 /// * the other rows ("long": CG to tolerance from the warm start `x̃₀ = Lᵀ x₀`, or the exact
 ///   solve for huge confidences) are gathered, transformed to whitened coordinates and back
 ///   with two products over those rows only, at the GEMM rate.
+#[allow(clippy::too_many_arguments)]
 fn solve_auto(
     csr: &CsrView<'_>,
     fixed: &[f32],
@@ -1067,8 +1154,9 @@ fn solve_auto(
     pre: &Preconditioner,
     stop: Stop,
     failures: &std::sync::atomic::AtomicUsize,
+    ws: &mut Workspace,
 ) {
-    let mut whitened = vec![0.0f32; fixed.len()];
+    let mut whitened = ws.take(fixed.len());
     times_square(
         Some(fixed),
         &pre.inv_lower_t,
@@ -1076,7 +1164,7 @@ fn solve_auto(
         f,
         &mut whitened,
     );
-    let mut z = vec![0.0f32; fixed.len()];
+    let mut z = ws.take(fixed.len());
     times_square(
         Some(&whitened),
         &pre.inv_lower_t_t,
@@ -1103,7 +1191,7 @@ fn solve_auto(
         })
         .collect();
     // The long rows' warm starts, whitened: x̃₀ = Lᵀ x₀ (as rows: x̃₀ᵀ = x₀ᵀ L).
-    let mut gathered = gather_times(target, &long, &pre.lower, Triangle::Lower, f);
+    let mut gathered = gather_times(target, &long, &pre.lower, Triangle::Lower, f, ws);
     // Short and empty rows, in place in the original coordinates.
     target.par_chunks_mut(f).enumerate().for_each_init(
         || AutoScratch::new(f),
@@ -1129,6 +1217,9 @@ fn solve_auto(
     for (&u, g) in long.iter().zip(gathered.chunks_exact(f)) {
         target[u * f..(u + 1) * f].copy_from_slice(g);
     }
+    ws.give(whitened);
+    ws.give(z);
+    ws.give(gathered);
 }
 
 /// Below this rank `Solver::Auto` is the whitened `Cg`: the `f x f` products are cheap there
@@ -1692,6 +1783,60 @@ mod tests {
         for (k, (a, r)) in auto.iter().zip(&reference).enumerate() {
             assert!((a - r).abs() < 1e-3 * (1.0 + r.abs()), "{k}: {a} vs {r}");
         }
+    }
+
+    #[test]
+    fn a_shared_workspace_changes_no_result() {
+        // The Z path (rank >= Z_MIN_RANK, many users), the whitened CG, the per-row penalty and
+        // the exact solve, each run with its own buffers and with a workspace whose kept buffers
+        // are stale (NaN, of other sizes): the results must be bit for bit the same.
+        let (n_users, n_items, f) = (300, 100, Z_MIN_RANK);
+        let mut seed = 13u64;
+        let y: Vec<f32> = (0..n_items * f).map(|_| lcg(&mut seed)).collect();
+        let mut indptr = vec![0i64];
+        let mut indices = vec![];
+        for u in 0..n_users {
+            for k in 0..(u % 23) {
+                indices.push(((u * 3 + 7 * k) % n_items) as i32);
+            }
+            indptr.push(indices.len() as i64);
+        }
+        let data: Vec<f32> = (0..indices.len()).map(|k| 1.0 + (k % 9) as f32).collect();
+        let csr = CsrView::new(&indptr, &indices, &data, n_items).unwrap();
+        assert!(use_z(&csr, f));
+        let scale: Vec<f32> = (0..n_users).map(|u| 0.5 + (u % 4) as f32).collect();
+        let init: Vec<f32> = (0..n_users * f).map(|_| lcg(&mut seed)).collect();
+        let mut ws = Workspace::default();
+        for (k, len) in [7usize, n_users * f + 5, n_items * f, 1]
+            .into_iter()
+            .enumerate()
+        {
+            ws.give(vec![f32::NAN; len + k]);
+        }
+        for solver in [
+            Solver::parse("cg", 16, 1e-5).unwrap(),
+            Solver::parse("cg", 3, 0.0).unwrap(),
+            Solver::Cholesky,
+        ] {
+            for row_scale in [None, Some(&scale[..])] {
+                let penalty = Penalty {
+                    lambda: 0.3,
+                    row_scale,
+                };
+                let mut own = init.clone();
+                solve_side(&csr, &y, &mut own, f, penalty, solver).unwrap();
+                for _ in 0..2 {
+                    let mut shared = init.clone();
+                    solve_side_in(&csr, &y, &mut shared, f, penalty, solver, &mut ws).unwrap();
+                    assert!(own
+                        .iter()
+                        .zip(&shared)
+                        .all(|(a, b)| a.to_bits() == b.to_bits()));
+                }
+            }
+        }
+        // Kept: never more buffers than were given or than one half-step holds at once.
+        assert!(ws.free.len() <= 4, "{} buffers kept", ws.free.len());
     }
 
     #[test]
