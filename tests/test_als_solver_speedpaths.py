@@ -295,3 +295,50 @@ def test_a_workspace_of_the_wrong_type_is_a_type_error():
     kw = {"regularization": 0.1, "cg_steps": 3, "num_threads": 1, "solver": "cg"}
     with pytest.raises(TypeError, match="AlsWorkspace"):
         _core.als_solve_side(*_csr(conf), fixed, x, workspace={}, **kw)
+
+
+def test_rotate_fixed_turns_both_sides_and_keeps_the_scores():
+    """rotate_fixed with a per-row penalty: fixed becomes fixed @ Q (Q orthogonal: its Gram
+    matrix diagonal, its norm kept) and target's rows score against it as the plain rows score
+    against the original; one penalty leaves fixed alone."""
+    rng = np.random.default_rng(4)
+    conf = _rows_of_lengths([0, 1, 3, 8, 20, 2, 5] * 6, 30, rng)
+    fixed = (0.3 * rng.standard_normal((30, 12))).astype(np.float32)
+    start = (0.1 * rng.standard_normal((conf.shape[0], 12))).astype(np.float32)
+    scale = (np.diff(conf.indptr).clip(1) ** 0.5).astype(np.float32)
+    kw = {"regularization": 1.5, "solver": "cg", "cg_steps": 30, "num_threads": 2, "tol": 1e-8}
+    plain = start.copy()
+    _core.als_solve_side(*_csr(conf), fixed, plain, **kw, row_scale=scale)
+    turned, rows = fixed.copy(), start.copy()
+    _core.als_solve_side(*_csr(conf), turned, rows, **kw, row_scale=scale, rotate_fixed=True)
+    want = plain @ fixed.T
+    np.testing.assert_allclose(rows @ turned.T, want, atol=1e-4 * np.abs(want).max())
+    gram = turned.astype(np.float64).T @ turned
+    assert np.abs(gram - np.diag(np.diag(gram))).max() < 1e-4 * np.trace(gram)
+    assert np.trace(gram) == pytest.approx(float(np.sum(fixed.astype(np.float64) ** 2)), rel=1e-5)
+    assert not np.allclose(turned, fixed)
+    kept, one = fixed.copy(), start.copy()
+    _core.als_solve_side(*_csr(conf), kept, one, **kw, rotate_fixed=True)
+    np.testing.assert_array_equal(kept, fixed)
+
+
+def test_rotate_fixed_needs_a_writeable_fixed_side_of_its_own():
+    conf = _rows_of_lengths([1, 2], 3, np.random.default_rng(0))
+    kw = {"regularization": 0.1, "cg_steps": 3, "num_threads": 1, "solver": "cg", "tol": 1e-5}
+    scale = np.ones(2, np.float32)
+    fixed = np.ones((3, 2), np.float32)
+    fixed.flags.writeable = False
+    x = np.zeros((2, 2), np.float32)
+    with pytest.raises(ValueError, match="fixed is read-only"):
+        _core.als_solve_side(*_csr(conf), fixed, x, **kw, row_scale=scale, rotate_fixed=True)
+    # Without rotation a read-only fixed side is fine.
+    _core.als_solve_side(*_csr(conf), fixed, x, **kw, row_scale=scale)
+    indptr, indices, data = _csr(conf)
+    both = np.ones(4 + len(data), np.float32)  # fixed's last row is data's first values
+    shared_fixed = both[:6].reshape(3, 2)
+    shared_data = both[4:]
+    with pytest.raises(ValueError, match="fixed shares memory with data"):
+        _core.als_solve_side(
+            indptr, indices, shared_data, shared_fixed, x, **kw, row_scale=scale, rotate_fixed=True
+        )
+    np.testing.assert_array_equal(both, 1.0)  # nothing written

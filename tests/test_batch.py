@@ -72,7 +72,18 @@ def test_numpy_format_equals_brute_force_argsort(model, tied, exclude_seen, n):
     pad = want_idx < 0
     np.testing.assert_array_equal(np.isnan(got_scores), pad)
     want_labels = np.where(pad, None, m.item_labels[np.maximum(want_idx, 0)])
-    assert labels.tolist() == want_labels.tolist()
+    # Scores closer than float32 resolves (but not equal: exact ties are broken by index, as in
+    # the reference) may come in either order; every other position must match.
+    exact = np.take_along_axis(scores, np.maximum(want_idx, 0), axis=1)
+    step = np.diff(exact, axis=1)
+    gap = (np.abs(step) <= 1e-6 * np.maximum(1.0, np.abs(exact[:, 1:]))) & (step != 0)
+    near = np.zeros_like(pad)
+    near[:, 1:] |= gap
+    near[:, :-1] |= gap
+    assert labels[~near].tolist() == want_labels[~near].tolist()
+    col = {label: k for k, label in enumerate(m.item_labels.tolist())}
+    for u, k in np.argwhere(near & ~pad):
+        assert abs(scores[u, col[labels[u, k]]] - exact[u, k]) <= 2e-6 * max(1.0, abs(exact[u, k]))
     np.testing.assert_allclose(got_scores[~pad], want_scores[~pad], rtol=1e-5, atol=1e-5)
 
 

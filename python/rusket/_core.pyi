@@ -13,7 +13,10 @@ __version__: str
 # solver: "cg" (tol > 0: CG to tolerance, with exact Woodbury short rows through Z = Y G^-1
 # where the other side is smaller; tol = 0: exactly cg_steps whitened CG steps), "auto" (the
 # same as "cg" with tol > 0), "cg_whitened" (the whitened CG on every row), "cholesky" (exact),
-# "reference" (the textbook f64 solve, slow).
+# "reference" (the textbook f64 solve, slow). rotate_fixed=True (with row_scale, not
+# "reference") turns the model instead of taking the rows out of the eigenbasis: `fixed`
+# (writeable, sharing no memory with the inputs) becomes fixed @ Q, Q orthogonal, and `target`
+# is written in that frame (same scores, same objective).
 
 def als_solve_side(
     indptr: npt.NDArray[np.int64],
@@ -29,6 +32,7 @@ def als_solve_side(
     tol: float = 0.0,
     row_scale: npt.NDArray[np.float32] | None = None,
     workspace: AlsWorkspace | None = None,
+    rotate_fixed: bool = False,
 ) -> None: ...
 
 @final

@@ -485,12 +485,15 @@ def partial_fit(
     scale_u, scale_i = _row_scales(conf_u, p)
     if scale_u is not None and scale_i is not None:
         scale_u, scale_i = scale_u[touched_u], scale_i[touched_i]
+    # When every row is touched (a first partial_fit) the half-steps may rotate the model like
+    # fit's (so that it equals fit); otherwise untouched rows would be left in the old frame.
+    rotate = len(touched_u) == n_users and len(touched_i) == n_items
     for _ in range(sweeps):
         target = np.ascontiguousarray(users[touched_u])
-        _core.als_solve_side(*sub_u, items, target, **kw, row_scale=scale_u)
+        _core.als_solve_side(*sub_u, items, target, **kw, row_scale=scale_u, rotate_fixed=rotate)
         users[touched_u] = target
         target = np.ascontiguousarray(items[touched_i])
-        _core.als_solve_side(*sub_i, users, target, **kw, row_scale=scale_i)
+        _core.als_solve_side(*sub_i, users, target, **kw, row_scale=scale_i, rotate_fixed=rotate)
         items[touched_i] = target
 
     model.regularization_ = lam

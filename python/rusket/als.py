@@ -306,8 +306,11 @@ class ALS(FactorModel):
         self.loss_history_: list[float] = []
         try:
             for _ in range(p["iterations"]):
-                _core.als_solve_side(*cu, items, users, **kw, row_scale=scale_u)
-                _core.als_solve_side(*ci, users, items, **kw, row_scale=scale_i)
+                # rotate_fixed: with the per-row penalty each half-step may turn the model
+                # (both sides by one orthogonal Q: same scores, same objective) instead of
+                # taking its rows back out of the eigenbasis.
+                _core.als_solve_side(*cu, items, users, **kw, row_scale=scale_u, rotate_fixed=True)
+                _core.als_solve_side(*ci, users, items, **kw, row_scale=scale_i, rotate_fixed=True)
                 if bar is not None:
                     loss = _core.als_loss(
                         *cu,

@@ -10,7 +10,7 @@ use pyo3::prelude::*;
 use super::{byte_range, check_disjoint, csr, slice1, slice2};
 use std::sync::Mutex;
 
-use crate::kernels::als::{loss, solve_side_in, Penalty, Solver, Workspace};
+use crate::kernels::als::{loss, solve_side_in, solve_side_rotating, Penalty, Solver, Workspace};
 use crate::kernels::pool::with_threads;
 
 /// Buffers that the half-steps of one fit share (see `Workspace`): a fit creates one, passes it
@@ -33,9 +33,12 @@ impl AlsWorkspace {
 /// Recomputes every row of `target` in place with `fixed` held constant.
 /// `indptr/indices/data` is the CSR matrix whose rows are `target`'s rows and whose values are
 /// the confidences `c = 1 + alpha * r` of the observed pairs. `target` must be writeable and
-/// share no memory with the other arrays (`ValueError` otherwise).
+/// share no memory with the other arrays (`ValueError` otherwise). With `rotate_fixed` (and a
+/// per-row penalty) the model may be rotated instead of taking the rows back out of the
+/// eigenbasis: `fixed` (then writeable, and sharing no memory with the other inputs) becomes
+/// `fixed · Q` and `target` is written in that frame (see `solve_side_rotating`).
 #[pyfunction(name = "als_solve_side")]
-#[pyo3(signature = (indptr, indices, data, fixed, target, *, regularization, solver, cg_steps, num_threads, tol=0.0, row_scale=None, workspace=None))]
+#[pyo3(signature = (indptr, indices, data, fixed, target, *, regularization, solver, cg_steps, num_threads, tol=0.0, row_scale=None, workspace=None, rotate_fixed=false))]
 #[allow(clippy::too_many_arguments)]
 fn als_solve_side_py(
     py: Python<'_>,
@@ -51,6 +54,7 @@ fn als_solve_side_py(
     tol: f32,
     row_scale: Option<PyReadonlyArray1<'_, f32>>,
     workspace: Option<PyRef<'_, AlsWorkspace>>,
+    rotate_fixed: bool,
 ) -> PyResult<()> {
     let solver = Solver::parse(solver, cg_steps, tol)?;
     let (fixed_s, n_cols, f) = slice2(&fixed, "fixed")?;
@@ -97,17 +101,59 @@ fn als_solve_side_py(
         .as_slice_mut()
         .map_err(|_| PyValueError::new_err("target must be a C-contiguous array"))?;
     let shared: Option<&AlsWorkspace> = workspace.as_deref();
+    let penalty = Penalty {
+        lambda: regularization,
+        row_scale,
+    };
+    if !rotate_fixed {
+        return in_workspace(py, shared, num_threads, |ws| {
+            solve_side_in(&m, fixed_s, target_s, f, penalty, solver, ws)
+        });
+    }
+    check_disjoint(
+        byte_range(fixed_s),
+        "fixed",
+        &[
+            (byte_range(m.indptr), "indptr"),
+            (byte_range(m.indices), "indices"),
+            (byte_range(m.data), "data"),
+            (byte_range(row_scale.unwrap_or(&[])), "row_scale"),
+        ],
+    )?;
+    // Trade the read-only borrow of `fixed` for a writeable one.
+    let fixed_obj = (*fixed).clone();
+    drop(fixed);
+    let mut fixed_rw = fixed_obj.try_readwrite().map_err(|e| match e {
+        BorrowError::NotWriteable => PyValueError::new_err(
+            "fixed is read-only and rotate_fixed=True writes it; pass a writeable array",
+        ),
+        _ => PyValueError::new_err(
+            "fixed is already borrowed (it shares memory with another argument); pass a \
+             separate array",
+        ),
+    })?;
+    let fixed_m = fixed_rw
+        .as_slice_mut()
+        .map_err(|_| PyValueError::new_err("fixed must be a C-contiguous array"))?;
+    in_workspace(py, shared, num_threads, |ws| {
+        solve_side_rotating(&m, fixed_m, target_s, f, penalty, solver, ws)
+    })
+}
+
+/// Runs `job` without the GIL on `num_threads` threads with the buffers of `shared` (locked
+/// for the call) or buffers of its own.
+fn in_workspace(
+    py: Python<'_>,
+    shared: Option<&AlsWorkspace>,
+    num_threads: usize,
+    job: impl FnOnce(&mut Workspace) -> crate::error::CoreResult<()> + Send,
+) -> PyResult<()> {
     py.detach(|| {
         with_threads(num_threads, || {
-            let penalty = Penalty {
-                lambda: regularization,
-                row_scale,
-            };
             // A panic while the lock was held cannot leave the buffer list inconsistent.
             let mut own = Workspace::default();
             let mut guard = shared.map(|w| w.inner.lock().unwrap_or_else(|e| e.into_inner()));
-            let ws = guard.as_deref_mut().unwrap_or(&mut own);
-            solve_side_in(&m, fixed_s, target_s, f, penalty, solver, ws)
+            job(guard.as_deref_mut().unwrap_or(&mut own))
         })
     })??;
     Ok(())

@@ -358,6 +358,54 @@ pub fn solve_side_in(
     solver: Solver,
     ws: &mut Workspace,
 ) -> CoreResult<()> {
+    solve_side_impl(csr, Fixed::Keep(fixed), target, f, penalty, solver, ws)
+}
+
+/// `solve_side_in` that may also rotate the model: with a per-row penalty (and a solver other
+/// than `Reference`) it replaces `fixed` by `fixed · Q`, `Q` the eigenvectors of its Gram matrix
+/// (orthogonal), and writes `target` in that frame, i.e. `target · Q` of the unrotated answer.
+/// Scores `x · yᵀ` and the objective (its penalties are squared norms) do not change, and a
+/// fit that alternates sides need not take the rows back out of the eigenbasis: that bulk
+/// `f x f` product per target row is what the per-row penalty costs over one penalty. Otherwise
+/// `fixed` is left as it is. On an error `target` is unspecified and `fixed` may be rotated.
+pub fn solve_side_rotating(
+    csr: &CsrView<'_>,
+    fixed: &mut [f32],
+    target: &mut [f32],
+    f: usize,
+    penalty: Penalty<'_>,
+    solver: Solver,
+    ws: &mut Workspace,
+) -> CoreResult<()> {
+    solve_side_impl(csr, Fixed::Rotate(fixed), target, f, penalty, solver, ws)
+}
+
+/// The fixed side of a half-step: read only, or rotated into the eigenbasis of the per-row
+/// penalty (`solve_side_rotating`).
+enum Fixed<'a> {
+    Keep(&'a [f32]),
+    Rotate(&'a mut [f32]),
+}
+
+impl Fixed<'_> {
+    fn get(&self) -> &[f32] {
+        match self {
+            Fixed::Keep(y) => y,
+            Fixed::Rotate(y) => y,
+        }
+    }
+}
+
+fn solve_side_impl(
+    csr: &CsrView<'_>,
+    mut fixed_side: Fixed<'_>,
+    target: &mut [f32],
+    f: usize,
+    penalty: Penalty<'_>,
+    solver: Solver,
+    ws: &mut Workspace,
+) -> CoreResult<()> {
+    let fixed = fixed_side.get();
     check_factors("fixed factors", fixed, csr.n_cols, f)?;
     check_factors("target factors", target, csr.n_rows(), f)?;
     if csr.data.len() != csr.indices.len() {
@@ -385,7 +433,17 @@ pub fn solve_side_in(
         _ if penalty.row_scale.is_some() => {
             let eig = Eigenbasis::new(&g64, f)?;
             let basis = Basis::PerRow(&eig, penalty);
-            solve_whitened(csr, fixed, target, f, &basis, solver, &failures, ws);
+            match &mut fixed_side {
+                Fixed::Keep(y) => {
+                    solve_whitened(csr, y, target, f, &basis, solver, &failures, ws);
+                }
+                Fixed::Rotate(y) => {
+                    // V = Y Q in place: `y` becomes the fixed side in the basis, and the rows
+                    // stay in it (no transform back).
+                    times_square(None, &eig.q, Triangle::Full, f, y);
+                    solve_in_basis(csr, y, target, f, &basis, solver, &failures, ws);
+                }
+            }
         }
         Solver::Auto { steps, tol } if use_z(csr, f) => {
             let pre = Preconditioner::new(&g64, regularization as f64, f)?;
@@ -445,8 +503,9 @@ fn needs_exact(conf: &[f32]) -> bool {
 ///   cannot share one Cholesky whitening with other rows, an eigendecomposition can: with
 ///   `YᵀY = Q D Qᵀ` and `s_r = (D + λ_r)^-½` (a vector), `x̃ = s_r⁻¹ ∘ Qᵀx` and
 ///   `ỹ_i = s_r ∘ Qᵀy_i` give the same `I + Σ_i (c_i − 1) ỹ_i ỹ_iᵀ`. The products by `Q` run in
-///   bulk (`V = Y Q` once, the targets there and back); per row only the gathered vectors are
-///   scaled by `s_r` (O(f) each).
+///   bulk (`V = Y Q` once, the targets there and back; in a fit not back, the model is turned
+///   instead: `solve_side_rotating`); per row only the gathered vectors are scaled by `s_r`
+///   (O(f) each).
 enum Basis<'a> {
     Shared(&'a Preconditioner),
     PerRow(&'a Eigenbasis, Penalty<'a>),
@@ -499,6 +558,28 @@ fn solve_whitened(
     failures: &std::sync::atomic::AtomicUsize,
     ws: &mut Workspace,
 ) {
+    let (m, tri) = basis.fixed();
+    let mut v = ws.take(fixed.len());
+    times_square(Some(fixed), m, tri, f, &mut v);
+    solve_in_basis(csr, &v, target, f, basis, solver, failures, ws);
+    ws.give(v);
+    let (m, tri) = basis.back();
+    times_square(None, m, tri, f, target);
+}
+
+/// `solve_whitened` once the fixed side is in the basis (`v`): every row solved there, left
+/// there (as rows of the basis: `s_r ∘ x̃` with a per-row penalty).
+#[allow(clippy::too_many_arguments)]
+fn solve_in_basis(
+    csr: &CsrView<'_>,
+    v: &[f32],
+    target: &mut [f32],
+    f: usize,
+    basis: &Basis<'_>,
+    solver: Solver,
+    failures: &std::sync::atomic::AtomicUsize,
+    ws: &mut Workspace,
+) {
     let stop = match solver {
         Solver::Cg { steps, tol } | Solver::Auto { steps, tol } => Stop { steps, tol },
         _ => Stop { steps: 0, tol: 0.0 },
@@ -514,9 +595,6 @@ fn solve_whitened(
         _ if conf.len() <= short_max => RowKind::ColdCg,
         _ => RowKind::Cg,
     };
-    let (m, tri) = basis.fixed();
-    let mut v = ws.take(fixed.len());
-    times_square(Some(fixed), m, tri, f, &mut v);
     // The warm starts of the CG rows, in the basis.
     let warm: Vec<usize> = (0..csr.n_rows())
         .filter(|&u| kind(csr.row(u).1) == RowKind::Cg)
@@ -541,7 +619,7 @@ fn solve_whitened(
             match kind(conf) {
                 RowKind::Empty => t.iter_mut().for_each(|v| *v = 0.0),
                 RowKind::Exact => {
-                    if !exact_row(&v, scale, idx, conf, t, exact) {
+                    if !exact_row(v, scale, idx, conf, t, exact) {
                         failures.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                     }
                 }
@@ -556,7 +634,7 @@ fn solve_whitened(
                         }
                     }
                     let ahead = csr.following(u, PREFETCH_AHEAD);
-                    cg_row(&v, scale, idx, conf, ahead, t, stop, cg);
+                    cg_row(v, scale, idx, conf, ahead, t, stop, cg);
                 }
             }
             // Per row: the basis' row is s_r ∘ x̃.
@@ -565,10 +643,7 @@ fn solve_whitened(
             }
         },
     );
-    ws.give(v);
     ws.give(starts);
-    let (m, tri) = basis.back();
-    times_square(None, m, tri, f, target);
 }
 
 /// `YᵀY = Q D Qᵀ` for the per-row penalty's whitening (see `Basis::PerRow`).
@@ -1837,6 +1912,98 @@ mod tests {
         }
         // Kept: never more buffers than were given or than one half-step holds at once.
         assert!(ws.free.len() <= 4, "{} buffers kept", ws.free.len());
+    }
+
+    #[test]
+    fn a_rotating_half_step_turns_the_model_and_keeps_its_scores() {
+        // Rows of 0 to 9 items (cold and warm CG, an empty row), a per-row penalty: the rotated
+        // half-step must give `fixed · Q` (orthogonal: the same Gram matrix up to the basis,
+        // diagonal there) and rows whose scores against it are those of the plain half-step.
+        let (n_users, n_items, f) = (40, 15, 6);
+        let mut seed = 17u64;
+        let y: Vec<f32> = (0..n_items * f).map(|_| lcg(&mut seed)).collect();
+        let mut indptr = vec![0i64];
+        let mut indices = vec![];
+        for u in 0..n_users {
+            for k in 0..(u % 10) {
+                indices.push(((u + 4 * k) % n_items) as i32);
+            }
+            indptr.push(indices.len() as i64);
+        }
+        let data: Vec<f32> = (0..indices.len())
+            .map(|k| 1.0 + (k % 7) as f32 * 5.0)
+            .collect();
+        let csr = CsrView::new(&indptr, &indices, &data, n_items).unwrap();
+        let scale: Vec<f32> = (0..n_users)
+            .map(|u| ((u % 10).max(1) as f32).sqrt())
+            .collect();
+        let init: Vec<f32> = (0..n_users * f).map(|_| lcg(&mut seed)).collect();
+        let scores = |x: &[f32], y: &[f32]| -> Vec<f64> {
+            let mut out = vec![];
+            for u in 0..n_users {
+                for i in 0..n_items {
+                    out.push(
+                        (0..f)
+                            .map(|k| x[u * f + k] as f64 * y[i * f + k] as f64)
+                            .sum(),
+                    );
+                }
+            }
+            out
+        };
+        let gram = |y: &[f32]| -> Vec<f64> {
+            let mut g = vec![0.0; f * f];
+            for row in y.chunks(f) {
+                for a in 0..f {
+                    for b in 0..f {
+                        g[a * f + b] += row[a] as f64 * row[b] as f64;
+                    }
+                }
+            }
+            g
+        };
+        for solver in [
+            Solver::parse("cg", 16, 1e-7).unwrap(),
+            Solver::parse("cg", 3, 0.0).unwrap(),
+            Solver::Cholesky,
+        ] {
+            let penalty = Penalty {
+                lambda: 0.4,
+                row_scale: Some(&scale),
+            };
+            let mut plain = init.clone();
+            solve_side(&csr, &y, &mut plain, f, penalty, solver).unwrap();
+            let (mut rotated, mut turned) = (init.clone(), y.clone());
+            let mut ws = Workspace::default();
+            solve_side_rotating(&csr, &mut turned, &mut rotated, f, penalty, solver, &mut ws)
+                .unwrap();
+            let (want, got) = (scores(&plain, &y), scores(&rotated, &turned));
+            let top = want.iter().fold(0.0f64, |m, v| m.max(v.abs()));
+            for (w, g) in want.iter().zip(&got) {
+                assert!((w - g).abs() < 1e-4 * top, "{w} vs {g}");
+            }
+            assert_ne!(turned, y, "the fixed side was not rotated");
+            let (g0, g1) = (gram(&y), gram(&turned));
+            let trace = |g: &[f64]| (0..f).map(|k| g[k * f + k]).sum::<f64>();
+            assert!((trace(&g0) - trace(&g1)).abs() < 1e-4 * trace(&g0));
+            for a in 0..f {
+                for b in 0..f {
+                    if a != b {
+                        assert!(g1[a * f + b].abs() < 1e-4 * trace(&g0), "not diagonal");
+                    }
+                }
+            }
+            // One penalty: no basis to stay in; nothing is rotated, the rows are the plain ones.
+            let mut kept = y.clone();
+            let mut one = init.clone();
+            let one_penalty = Penalty::global(0.4);
+            solve_side_rotating(&csr, &mut kept, &mut one, f, one_penalty, solver, &mut ws)
+                .unwrap();
+            let mut plain_one = init.clone();
+            solve_side(&csr, &y, &mut plain_one, f, one_penalty, solver).unwrap();
+            assert_eq!(kept, y);
+            assert_eq!(one, plain_one);
+        }
     }
 
     #[test]
