@@ -1,7 +1,7 @@
 //! ALS half-steps and loss for Python.
 
 use numpy::{
-    BorrowError, PyArray2, PyArrayMethods, PyReadonlyArray1, PyReadonlyArray2,
+    BorrowError, PyArray2, PyArrayMethods, PyReadonlyArray1, PyReadonlyArray2, PyReadwriteArray2,
     PyUntypedArrayMethods,
 };
 use pyo3::exceptions::PyValueError;
@@ -88,15 +88,7 @@ fn als_solve_side_py(
             (byte_range(row_scale.unwrap_or(&[])), "row_scale"),
         ],
     )?;
-    let mut target = target.try_readwrite().map_err(|e| match e {
-        BorrowError::NotWriteable => {
-            PyValueError::new_err("target is read-only; pass a writeable array")
-        }
-        _ => PyValueError::new_err(
-            "target is already borrowed (it shares memory with another argument); pass a \
-             separate array",
-        ),
-    })?;
+    let mut target = writeable(&target, "target", "")?;
     let target_s = target
         .as_slice_mut()
         .map_err(|_| PyValueError::new_err("target must be a C-contiguous array"))?;
@@ -123,20 +115,30 @@ fn als_solve_side_py(
     // Trade the read-only borrow of `fixed` for a writeable one.
     let fixed_obj = (*fixed).clone();
     drop(fixed);
-    let mut fixed_rw = fixed_obj.try_readwrite().map_err(|e| match e {
-        BorrowError::NotWriteable => PyValueError::new_err(
-            "fixed is read-only and rotate_fixed=True writes it; pass a writeable array",
-        ),
-        _ => PyValueError::new_err(
-            "fixed is already borrowed (it shares memory with another argument); pass a \
-             separate array",
-        ),
-    })?;
+    let mut fixed_rw = writeable(&fixed_obj, "fixed", " and rotate_fixed=True writes it")?;
     let fixed_m = fixed_rw
         .as_slice_mut()
         .map_err(|_| PyValueError::new_err("fixed must be a C-contiguous array"))?;
     in_workspace(py, shared, num_threads, |ws| {
         solve_side_rotating(&m, fixed_m, target_s, f, penalty, solver, ws)
+    })
+}
+
+/// A writeable borrow of the array `name`; `ValueError` when it is read-only (`why` says why
+/// it is written) or already borrowed.
+fn writeable<'py>(
+    a: &Bound<'py, PyArray2<f32>>,
+    name: &str,
+    why: &str,
+) -> PyResult<PyReadwriteArray2<'py, f32>> {
+    a.try_readwrite().map_err(|e| match e {
+        BorrowError::NotWriteable => {
+            PyValueError::new_err(format!("{name} is read-only{why}; pass a writeable array"))
+        }
+        _ => PyValueError::new_err(format!(
+            "{name} is already borrowed (it shares memory with another argument); pass a \
+             separate array"
+        )),
     })
 }
 

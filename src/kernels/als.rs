@@ -1860,6 +1860,17 @@ mod tests {
         }
     }
 
+    /// CSR arrays of `n_rows` rows, row `u` holding the columns `cols(u)`.
+    fn rows_of(n_rows: usize, cols: impl Fn(usize) -> Vec<i32>) -> (Vec<i64>, Vec<i32>) {
+        let mut indptr = vec![0i64];
+        let mut indices = vec![];
+        for u in 0..n_rows {
+            indices.extend(cols(u));
+            indptr.push(indices.len() as i64);
+        }
+        (indptr, indices)
+    }
+
     #[test]
     fn a_shared_workspace_changes_no_result() {
         // The Z path (rank >= Z_MIN_RANK, many users), the whitened CG, the per-row penalty and
@@ -1868,14 +1879,11 @@ mod tests {
         let (n_users, n_items, f) = (300, 100, Z_MIN_RANK);
         let mut seed = 13u64;
         let y: Vec<f32> = (0..n_items * f).map(|_| lcg(&mut seed)).collect();
-        let mut indptr = vec![0i64];
-        let mut indices = vec![];
-        for u in 0..n_users {
-            for k in 0..(u % 23) {
-                indices.push(((u * 3 + 7 * k) % n_items) as i32);
-            }
-            indptr.push(indices.len() as i64);
-        }
+        let (indptr, indices) = rows_of(n_users, |u| {
+            (0..u % 23)
+                .map(|k| ((u * 3 + 7 * k) % n_items) as i32)
+                .collect()
+        });
         let data: Vec<f32> = (0..indices.len()).map(|k| 1.0 + (k % 9) as f32).collect();
         let csr = CsrView::new(&indptr, &indices, &data, n_items).unwrap();
         assert!(use_z(&csr, f));
@@ -1922,14 +1930,11 @@ mod tests {
         let (n_users, n_items, f) = (40, 15, 6);
         let mut seed = 17u64;
         let y: Vec<f32> = (0..n_items * f).map(|_| lcg(&mut seed)).collect();
-        let mut indptr = vec![0i64];
-        let mut indices = vec![];
-        for u in 0..n_users {
-            for k in 0..(u % 10) {
-                indices.push(((u + 4 * k) % n_items) as i32);
-            }
-            indptr.push(indices.len() as i64);
-        }
+        let (indptr, indices) = rows_of(n_users, |u| {
+            (0..u % 10)
+                .map(|k| ((u + 4 * k) % n_items) as i32)
+                .collect()
+        });
         let data: Vec<f32> = (0..indices.len())
             .map(|k| 1.0 + (k % 7) as f32 * 5.0)
             .collect();
@@ -2051,16 +2056,12 @@ mod tests {
         let (n_users, n_items, f) = (300, 50, 8);
         let mut seed = 11u64;
         let y: Vec<f32> = (0..n_items * f).map(|_| lcg(&mut seed)).collect();
-        let mut indptr = vec![0i64];
-        let mut indices = vec![];
-        for u in 0..n_users {
-            for i in 0..n_items {
-                if (u * 7 + i * 3) % 11 == 0 {
-                    indices.push(i as i32);
-                }
-            }
-            indptr.push(indices.len() as i64);
-        }
+        let (indptr, indices) = rows_of(n_users, |u| {
+            (0..n_items)
+                .filter(|i| (u * 7 + i * 3) % 11 == 0)
+                .map(|i| i as i32)
+                .collect()
+        });
         let data = vec![5.0f32; indices.len()];
         let csr = CsrView::new(&indptr, &indices, &data, n_items).unwrap();
         let init: Vec<f32> = (0..n_users * f).map(|_| lcg(&mut seed)).collect();
