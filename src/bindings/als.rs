@@ -77,17 +77,15 @@ fn als_solve_side_py(
     // memory) give the same error.
     let start = target.data() as usize;
     let out = (start, start + target.len() * std::mem::size_of::<f32>());
-    check_disjoint(
-        out,
-        "target",
-        &[
-            (byte_range(fixed_s), "fixed"),
-            (byte_range(m.indptr), "indptr"),
-            (byte_range(m.indices), "indices"),
-            (byte_range(m.data), "data"),
-            (byte_range(row_scale.unwrap_or(&[])), "row_scale"),
-        ],
-    )?;
+    // `fixed` first, then the inputs that a rotated `fixed` must not overlap either.
+    let inputs = [
+        (byte_range(fixed_s), "fixed"),
+        (byte_range(m.indptr), "indptr"),
+        (byte_range(m.indices), "indices"),
+        (byte_range(m.data), "data"),
+        (byte_range(row_scale.unwrap_or(&[])), "row_scale"),
+    ];
+    check_disjoint(out, "target", &inputs)?;
     let mut target = writeable(&target, "target", "")?;
     let target_s = target
         .as_slice_mut()
@@ -102,16 +100,7 @@ fn als_solve_side_py(
             solve_side_in(&m, fixed_s, target_s, f, penalty, solver, ws)
         });
     }
-    check_disjoint(
-        byte_range(fixed_s),
-        "fixed",
-        &[
-            (byte_range(m.indptr), "indptr"),
-            (byte_range(m.indices), "indices"),
-            (byte_range(m.data), "data"),
-            (byte_range(row_scale.unwrap_or(&[])), "row_scale"),
-        ],
-    )?;
+    check_disjoint(inputs[0].0, "fixed", &inputs[1..])?;
     // Trade the read-only borrow of `fixed` for a writeable one.
     let fixed_obj = (*fixed).clone();
     drop(fixed);
